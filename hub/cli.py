@@ -9,12 +9,16 @@ import argparse
 import asyncio
 import gc
 import importlib.metadata
+import inspect
 import logging
 import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
-from hub.bootstrap import ConfigInvalid, check_config, create_hub, setup_logging
+from hub.bootstrap import ConfigInvalid, check_config, create_hub, load_plugins, setup_logging
+from hub.plugins import PluginHost
 
 _LOGGER = logging.getLogger("evhub")
 
@@ -33,7 +37,7 @@ def _config_dir(value: str) -> Path:
     return path
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evhub", description="EV charging management hub")
     parser.add_argument("--version", action="version", version=f"evhub {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,33 +48,54 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a configuration directory")
     check.add_argument("-c", "--config", type=_config_dir, default=Path("config"))
+
+    for plugin, (name, help_text, configure, run_fn), _ in (
+        host.collect_calls("hub_cli_commands", loaded=True) if host else ()
+    ):
+        if name in sub.choices:
+            _LOGGER.error("plugin %s: command %r already exists", plugin, name)
+            continue
+        command = sub.add_parser(name, help=help_text)
+        configure(command)
+        command.set_defaults(plugin_run=run_fn)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    host = load_plugins()
+    args = build_parser(host).parse_args(argv)
+    if getattr(args, "plugin_run", None) is not None:
+        setup_logging(getattr(args, "log_level", None) or "info")
+        result = args.plugin_run(args)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return int(result or 0)
     if args.command == "check-config":
-        return cmd_check_config(args.config)
+        return cmd_check_config(args.config, host)
     if args.command == "run":
         setup_logging(args.log_level or "info")
         try:
-            return asyncio.run(cmd_run(args.config, args.log_level))
+            return asyncio.run(cmd_run(args.config, args.log_level, host))
         except KeyboardInterrupt:
             return 130
     return 2
 
 
-def cmd_check_config(config_dir: Path) -> int:
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def cmd_check_config(config_dir: Path, host: PluginHost) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    _, _, errors = check_config(config_dir)
+    _, _, errors = check_config(config_dir, host)
     for err in errors:
         print(err)
     return 1 if errors else 0
 
 
-async def cmd_run(config_dir: Path, log_level: str | None) -> int:
+async def cmd_run(config_dir: Path, log_level: str | None, host: PluginHost) -> int:
     try:
-        hub = create_hub(config_dir)
+        hub = create_hub(config_dir, host=host)
     except ConfigInvalid as err:
         for error in err.errors:
             print(error, file=sys.stderr)

@@ -100,6 +100,14 @@ class HookSpecs:
     def hub_payment_providers(self, register: Register) -> None:
         """Call `register(name, provider)` for each payment provider."""
 
+    @hookspec
+    def hub_cli_commands(self, register: Register) -> None:
+        """Call `register(name, help, configure, run)` to add an `evhub NAME` subcommand.
+
+        `configure(parser)` adds arguments to an argparse parser; `run(args)` returns the exit
+        code (it may be async). Commands run without a hub unless they build one themselves.
+        """
+
 
 HOOK_NAMES = tuple(n for n in vars(HookSpecs) if n.startswith("hub_"))
 
@@ -289,10 +297,20 @@ class PluginHost:
                 _LOGGER.exception("plugin %s: %s failed", record.name, hook)
         return found
 
-    def collect_calls(self, hook: str) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
-        """Like collect, for hooks whose register() takes several arguments (web routes)."""
+    def collect_calls(
+        self, hook: str, *, loaded: bool = False
+    ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+        """Like collect, for hooks whose register() takes several arguments (web routes).
+
+        `loaded=True` asks every imported plugin, set up or not (CLI commands run without a hub).
+        """
         calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-        for record in self._live():
+        records = (
+            [r for r in self.records.values() if r.status is not PluginStatus.FAILED]
+            if loaded
+            else self._live()
+        )
+        for record in records:
             impl = self._impl(record.name, hook)
             if impl is None:
                 continue

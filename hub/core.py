@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from hub.bus import EVENT_HUB_START, EVENT_HUB_STARTED, EVENT_HUB_STOP, EventBus
+from hub.charging.services import register_charger_services
 from hub.clock import Clock, RealClock
 from hub.entities import EntityRegistry
 from hub.services import ServiceRegistry
@@ -61,8 +62,7 @@ class Hub:
         self.bus = EventBus(self.clock, self.create_task)
         self.states = StateMachine(self.bus, self.clock)
         self.services = ServiceRegistry(self.bus)
-        storage = self.config_dir / ".storage" if self.config_dir else None
-        self.entities = EntityRegistry(self, storage / "entity_registry.json" if storage else None)
+        self.entities = EntityRegistry(self)
         self.plugins: PluginHost | None = None
         self.recorder: Recorder | None = None
         self.site: Site | None = None
@@ -93,7 +93,7 @@ class Hub:
         task.add_done_callback(_log_task_failure)
         return task
 
-    async def block_till_done(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+    async def block_till_done(self, timeout: float = 30.0) -> None:
         """Wait until every non-background task (and those they start) has finished."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -117,6 +117,7 @@ class Hub:
         if self.recorder is not None:
             await self.recorder.start()
         self.bus.fire(EVENT_HUB_START)
+        register_charger_services(self)
         if self.plugins is not None:
             await self.plugins.setup_all(self.config)
         self.state = CoreState.RUNNING

@@ -7,21 +7,17 @@ across restarts.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from hub.bus import Context
 from hub.states import STATE_UNAVAILABLE, valid_entity_id
+from hub.storage.store import JsonStore
 
 if TYPE_CHECKING:
-    from hub.clock import Timer
     from hub.core import Hub
 
 _LOGGER = logging.getLogger(__name__)
@@ -184,27 +180,22 @@ class _Store:
 class EntityRegistry:
     """Persistent unique_id -> entity_id map, in `<config>/.storage/entity_registry.json`."""
 
-    def __init__(self, hub: Hub, path: Path | None) -> None:
+    def __init__(self, hub: Hub) -> None:
         self._hub = hub
-        self._path = path
+        self._file = JsonStore(hub, "entity_registry", STORAGE_VERSION, SAVE_DELAY)
         self._store = _Store()
         self._live: dict[str, Entity] = {}
-        self._save_timer: Timer | None = None
         self._load()
 
     # --- persistence ----------------------------------------------------------------------
     def _load(self) -> None:
-        if self._path is None or not self._path.exists():
-            return
+        data = self._file.load()
         try:
-            raw = json.loads(self._path.read_text())
-            for item in raw["entities"]:
+            for item in (data or {}).get("entities", []):
                 self._index(RegistryEntry(**item))
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            # A damaged registry must not stop the hub; entities get fresh ids and the file is
-            # kept aside for a human to look at.
-            _LOGGER.error("entity registry %s unreadable (%s); starting empty", self._path, err)
-            self._path.replace(self._path.with_suffix(".corrupt"))
+        except (AttributeError, KeyError, TypeError) as err:
+            # A damaged registry must not stop the hub: entities get fresh ids.
+            self._file.set_aside(err)
             self._store = _Store()
 
     def _index(self, entry: RegistryEntry) -> None:
@@ -213,40 +204,15 @@ class EntityRegistry:
         self._store.by_unique[(domain, entry.platform, entry.unique_id)] = entry.entity_id
 
     def _schedule_save(self) -> None:
-        if self._path is None or self._save_timer is not None:
-            return
-
-        def fire() -> None:
-            self._save_timer = None
-            self._hub.create_task(self._save_async(), "entity registry save")
-
-        self._save_timer = self._hub.clock.call_later(SAVE_DELAY, fire)
-
-    async def _save_async(self) -> None:
-        data = self._serialise()
-        await asyncio.get_running_loop().run_in_executor(None, self._write, data)
-
-    def _serialise(self) -> str:
-        entries = [asdict(e) for e in self._store.by_entity_id.values()]
-        return json.dumps({"version": STORAGE_VERSION, "entities": entries}, indent=1)
-
-    def _write(self, data: str) -> None:
-        assert self._path is not None
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._path)
+        self._file.schedule_save(
+            lambda: {"entities": [asdict(e) for e in self._store.by_entity_id.values()]}
+        )
 
     def flush(self) -> None:
         """Write now (at shutdown)."""
-        if self._save_timer is not None:
-            self._save_timer.cancel()
-            self._save_timer = None
-        if self._path is not None:
-            self._write(self._serialise())
+        if self._file.path is not None:
+            self._schedule_save()
+            self._file.flush()
 
     # --- queries --------------------------------------------------------------------------
     def get(self, entity_id: str) -> RegistryEntry | None:

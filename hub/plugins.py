@@ -85,8 +85,10 @@ class HookSpecs:
         """Call `register(method, path, handler, *, roles=..., page=None)` for routes and pages."""
 
     @hookspec(firstresult=True)
-    def hub_authorize(self, id_token: Mapping[str, Any], charger: str, context: Any) -> Any:
-        """Decide whether `id_token` ({"id": ..., "type": ...}) may charge on `charger`.
+    def hub_authorize(
+        self, hub: Hub, id_token: Mapping[str, Any], charger: str, context: Any
+    ) -> Any:
+        """Decide whether `id_token` ({"id": ..., "type": ...}) may charge on `charger` of `hub`.
 
         Return an authorization result, or None to let the next plugin decide. The first
         non-None answer wins; with no answer at all the hub denies.
@@ -328,7 +330,7 @@ class PluginHost:
                 continue
             try:
                 answer = await await_me_maybe(
-                    impl(id_token=id_token, charger=charger, context=context)
+                    impl(hub=self.hub, id_token=id_token, charger=charger, context=context)
                 )
             except Exception:
                 # An authorizer that crashes must not let a token through: treat it as no answer

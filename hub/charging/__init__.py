@@ -2,6 +2,16 @@
 and the price/limit/forecast signals. Protocol-neutral: nothing here knows OCPP or Modbus.
 """
 
+from hub.charging.auth import (
+    EVENT_AUTHORIZATION,
+    TOKEN_TYPES,
+    AuthorizationResult,
+    AuthorizationStatus,
+    IdToken,
+    authorize,
+    pseudonym_key,
+    pseudonymize,
+)
 from hub.charging.charger import (
     ChargerCapability,
     ChargerData,
@@ -32,8 +42,12 @@ from hub.charging.signals import (
 from hub.charging.site import SITE_SCHEMA, ChargerNode, Node, NodeKind, Phase, Site
 
 __all__ = [
+    "EVENT_AUTHORIZATION",
     "EVENT_SIGNAL_UPDATED",
     "SITE_SCHEMA",
+    "TOKEN_TYPES",
+    "AuthorizationResult",
+    "AuthorizationStatus",
     "ChargerCapability",
     "ChargerData",
     "ChargerEntity",
@@ -45,6 +59,7 @@ __all__ = [
     "EnergyInterval",
     "EnergyMethod",
     "EnergyResult",
+    "IdToken",
     "MeterReading",
     "Node",
     "NodeKind",
@@ -58,5 +73,8 @@ __all__ = [
     "Site",
     "Slot",
     "TimeSeries",
+    "authorize",
     "derive_energy",
+    "pseudonym_key",
+    "pseudonymize",
 ]

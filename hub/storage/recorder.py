@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, delete, select
 
 from hub.bus import EVENT_STATE_CHANGED, MATCH_ALL, Event
 from hub.states import split_entity_id
-from hub.storage.migrations import upgrade
+from hub.storage.migrations import upgrade, upgrade_branch
 from hub.storage.schema import (
     WRITER,
     create_recorder_engine,
@@ -160,6 +161,15 @@ class Recorder:
             self._thread = self._reader = self._engine = None
             self._stopping.set_result(None)
             self._stopping = None
+
+    async def migrate(self, versions_dir: Path, branch: str) -> None:
+        """Bring a plugin's own tables to the head of its Alembic branch (call from hub_setup).
+
+        `versions_dir` is the plugin's `migrations/versions/` folder; its first revision carries
+        `branch_labels = (branch,)`. Runs in a thread, in one transaction, and is a no-op when the
+        branch is at head; see `hub.storage.migrations` for the rules a branch follows.
+        """
+        await asyncio.to_thread(upgrade_branch, self.engine, Path(versions_dir), branch)
 
     # --- writes -------------------------------------------------------------------------
     async def write_fact(self, fn: Callable[[Connection], T]) -> T:

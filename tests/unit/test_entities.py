@@ -243,7 +243,7 @@ async def test_registry_save_is_debounced_on_the_sim_clock(hub: Hub, clock: SimC
     await clock.advance(SAVE_DELAY)
     await hub.block_till_done()
 
-    saved = json.loads(path.read_text())
+    saved = json.loads(path.read_text())["data"]
     assert {e["unique_id"] for e in saved["entities"]} == {f"PB-1-{d.key}" for d in DESCRIPTIONS}
 
 
@@ -304,7 +304,8 @@ async def test_corrupt_registry_does_not_stop_the_hub(
         assert hub.states.get("sensor.garage_charger_power").state == 1.0  # type: ignore[union-attr]
     finally:
         await hub.stop()
-    assert len(json.loads((storage / "entity_registry.json").read_text())["entities"]) == 4
+    saved = json.loads((storage / "entity_registry.json").read_text())["data"]
+    assert len(saved["entities"]) == 4
 
 
 async def test_registry_with_wrong_shape_is_treated_as_corrupt(
@@ -314,9 +315,10 @@ async def test_registry_with_wrong_shape_is_treated_as_corrupt(
     storage.mkdir()
     good = {"entity_id": "sensor.kept", "unique_id": "x", "platform": "demo"}
     bad = {"entity_id": "sensor.bad", "surprise": True}
-    (storage / "entity_registry.json").write_text(json.dumps({"entities": [good, bad]}))
+    document = {"version": 1, "data": {"entities": [good, bad]}}
+    (storage / "entity_registry.json").write_text(json.dumps(document))
 
-    registry = EntityRegistry(Hub(None, clock=clock), storage / "entity_registry.json")
+    registry = EntityRegistry(Hub(tmp_path, clock=clock))
 
     assert registry.entries() == []  # nothing half-loaded
     assert (storage / "entity_registry.corrupt").exists()

@@ -53,6 +53,9 @@ RECORDER_SCHEMA = vol.Schema(
     {
         vol.Optional("db_url"): str,
         vol.Optional("purge_keep_days", default=10): vol.All(int, vol.Range(min=1)),
+        vol.Optional("attribute_interval", default=60.0): vol.All(
+            vol.Coerce(float), vol.Range(min=0)
+        ),
         vol.Optional("commit_interval", default=1.0): vol.All(
             vol.Coerce(float), vol.Range(min=0.05, max=60)
         ),
@@ -143,6 +146,7 @@ def _recorder(hub: Hub, config_dir: Path, conf: Mapping[str, Any]) -> Any:
         url,
         purge_keep_days=conf["purge_keep_days"],
         commit_interval=conf["commit_interval"],
+        attribute_interval=conf["attribute_interval"],
         exclude_domains=exclude["domains"],
         exclude_entities=exclude["entities"],
         exclude_event_types=exclude["event_types"],

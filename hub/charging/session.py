@@ -18,9 +18,12 @@ class SessionStatus(enum.StrEnum):
     COMPLETED = "completed"
 
 
-@dataclass(frozen=True, slots=True)
-class MeterReading:
-    """One sampled value as the charger sent it (never rewritten)."""
+class MeterReading(NamedTuple):
+    """One sampled value as the charger sent it (never rewritten).
+
+    A NamedTuple, not a frozen dataclass: a charger sends nine of these every few seconds and a
+    frozen dataclass costs ~3 us each to build, a tuple a fraction of that.
+    """
 
     charger_id: str
     connector: int

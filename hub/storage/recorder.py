@@ -9,30 +9,31 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, Table
 
 from hub.bus import EVENT_STATE_CHANGED, MATCH_ALL, Event
 from hub.states import split_entity_id
 from hub.storage.migrations import upgrade, upgrade_branch
 from hub.storage.schema import (
-    WRITER,
     create_recorder_engine,
-    event_row,
-    insert_rows,
     select_events,
     select_history,
-    state_row,
 )
-from hub.storage.schema import events as events_table
-from hub.storage.schema import states as states_table
+from hub.storage.writer import (
+    WriterThread,
+    _Deferred,
+    _Item,
+    _Purge,
+    _Rows,
+    _Stop,
+    _Waiter,
+)
 
 if TYPE_CHECKING:
     from hub.clock import Timer
@@ -42,37 +43,11 @@ _LOGGER = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-BATCH_ROWS = 1000  # commit once this many state/event rows are queued, interval or not
 MAX_BACKLOG = 50_000  # queued items beyond which states/events are dropped (database down)
-PURGE_CHUNK = 10_000  # rows per purge transaction, so facts never queue behind one huge DELETE
 PURGE_AT = (4, 12)  # local hour and minute of the daily purge: after midnight, off the hour
 
 
-@dataclass(slots=True)
-class _Waiter:
-    """A coroutine waiting for the next COMMIT; with `fn`, a fact that runs inside it."""
-
-    future: asyncio.Future[Any]
-    fn: Callable[[Connection], Any] | None = None
-    result: Any = None
-    error: BaseException | None = None
-
-
-class _Stop(_Waiter):
-    __slots__ = ()
-
-
-@dataclass(slots=True)
-class _Purge:
-    cutoff: datetime
-    future: asyncio.Future[Any]
-    deleted: int = 0
-
-
-_Item = Event | _Waiter | _Purge
-
-
-class Recorder:
+class Recorder(WriterThread):
     """Assign before the hub starts (`hub.recorder = Recorder(hub, "sqlite:///evhub.db")`); the
     hub starts it first and stops it last.
 
@@ -93,6 +68,7 @@ class Recorder:
         exclude_domains: Iterable[str] = (),
         exclude_entities: Iterable[str] = (),
         exclude_event_types: Iterable[str] = (),
+        attribute_interval: float = 0.0,
     ) -> None:
         self._hub = hub
         self.url = url
@@ -101,6 +77,11 @@ class Recorder:
         self._exclude_domains = frozenset(exclude_domains)
         self._exclude_entities = frozenset(exclude_entities)
         self._exclude_event_types = frozenset(exclude_event_types)
+        # An attribute-only change (a charger's power every 10 s) is recorded at most once per
+        # `attribute_interval` seconds of hub time per entity; a change of the state itself
+        # always is. Billing facts never pass through here.
+        self.attribute_interval = attribute_interval
+        self._last_row: dict[str, datetime] = {}
         self._engine: Engine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
@@ -184,6 +165,23 @@ class Recorder:
         result: T = await waiter.future
         return result
 
+    async def write_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows durably: like write_fact, but rows of many callers share one INSERT.
+
+        The cheap path for frequent facts (meter readings): no closure, no savepoint each.
+        """
+        waiter = _Rows(self._new_future(), table=table, rows=rows)
+        self._queue.put(waiter)
+        await waiter.future
+
+    def queue_write(self, fn: Callable[[Connection], Any]) -> None:
+        """Run `fn` in the writer's current batch, committed with the states and events.
+
+        For history that may be lost in a crash (not for what a bill depends on: that is
+        write_fact). A failing `fn` is logged and rolled back alone.
+        """
+        self._queue.put(_Deferred(fn))
+
     async def flush(self) -> None:
         """Commit everything queued so far."""
         waiter = _Waiter(self._new_future())
@@ -211,6 +209,7 @@ class Recorder:
             if (
                 entity_id in self._exclude_entities
                 or split_entity_id(entity_id)[0] in self._exclude_domains
+                or self._too_soon(entity_id, event)
             ):
                 return
         if self._queue.qsize() >= MAX_BACKLOG:
@@ -221,6 +220,20 @@ class Recorder:
             return
         self._shedding = False
         self._queue.put(event)
+
+    def _too_soon(self, entity_id: str, event: Event) -> bool:
+        if self.attribute_interval <= 0:
+            return False
+        old, new = event.data.get("old_state"), event.data.get("new_state")
+        now = event.time_fired
+        if old is None or new is None or old.state != new.state or old.unit != new.unit:
+            self._last_row[entity_id] = now
+            return False
+        last = self._last_row.get(entity_id)
+        if last is not None and (now - last).total_seconds() < self.attribute_interval:
+            return True
+        self._last_row[entity_id] = now
+        return False
 
     # --- reads --------------------------------------------------------------------------
     async def read(self, fn: Callable[[Connection], T]) -> T:
@@ -268,168 +281,6 @@ class Recorder:
             _LOGGER.exception("recorder purge failed")
         else:
             _LOGGER.info("recorder purge removed %d rows", deleted)
-
-    # --- the writer thread --------------------------------------------------------------
-    def _run(self) -> None:
-        pending: list[Event] = []
-        waiters: list[_Waiter] = []
-        deadline = 0.0
-        stopping = False
-        try:
-            while not stopping:
-                # Real time is right here: this paces disk I/O, it says nothing about hub time.
-                timeout = max(0.0, deadline - time.monotonic()) if pending else None
-                try:
-                    batch = [self._queue.get(timeout=timeout)]
-                except queue.Empty:
-                    self._commit(pending, waiters)
-                    continue
-                while len(batch) < BATCH_ROWS:  # group-commit whatever else is already waiting
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                for item in batch:
-                    if isinstance(item, Event):
-                        if not pending:
-                            deadline = time.monotonic() + self.commit_interval
-                        pending.append(item)
-                    elif isinstance(item, _Waiter):
-                        stopping = stopping or isinstance(item, _Stop)
-                        if item.fn is not None:
-                            self._run_fact(item)
-                        waiters.append(item)
-                    else:
-                        self._commit(pending, waiters)
-                        self._purge_step(item)
-                if waiters or len(pending) >= BATCH_ROWS or stopping:
-                    self._commit(pending, waiters)
-        except BaseException:
-            _LOGGER.critical("recorder writer thread died: nothing is recorded", exc_info=True)
-            raise
-        finally:
-            self._running = False  # from now on write_fact raises instead of waiting forever
-            self._close_connection(discard=False)
-            self._fail_leftovers(waiters)
-
-    def _connection(self) -> Connection:
-        if self._conn is None:
-            assert self._engine is not None
-            self._conn = self._engine.connect().execution_options(**{WRITER: True})
-        if not self._conn.in_transaction():
-            self._conn.begin()
-        return self._conn
-
-    def _close_connection(self, *, discard: bool = True) -> None:
-        # After a failure start afresh with a new connection: this one may be dead (PostgreSQL
-        # restarted) or still inside a transaction its failed COMMIT left open (SQLITE_BUSY),
-        # so it must not go back to the pool.
-        if self._conn is not None:
-            try:
-                if discard:
-                    self._conn.invalidate()
-                self._conn.close()
-            except Exception:
-                _LOGGER.debug("closing the recorder connection failed", exc_info=True)
-            self._conn = None
-
-    def _run_fact(self, waiter: _Waiter) -> None:
-        assert waiter.fn is not None
-        try:
-            with self._connection().begin_nested():
-                waiter.result = waiter.fn(self._connection())
-        except Exception as err:
-            waiter.error = err
-
-    def _commit(self, pending: list[Event], waiters: list[_Waiter]) -> None:
-        if not pending and not waiters and not (self._conn and self._conn.in_transaction()):
-            return
-        try:
-            conn = self._connection()
-            if pending:
-                self._insert(conn, pending)
-            conn.commit()
-        except Exception as err:
-            _LOGGER.exception("recorder commit failed: %d states/events lost", len(pending))
-            self._close_connection()
-            for waiter in waiters:
-                if waiter.error is None:
-                    waiter.error = err
-        pending.clear()
-        for waiter in waiters:
-            self._resolve(waiter.future, waiter.result, waiter.error)
-        waiters.clear()
-
-    def _insert(self, conn: Connection, pending: list[Event]) -> None:
-        event_rows: list[dict[str, Any]] = []
-        state_rows: list[dict[str, Any]] = []
-        for ev in pending:
-            try:
-                event_rows.append(event_row(ev))
-                if ev.event_type == EVENT_STATE_CHANGED:
-                    state_rows.append(state_row(ev))
-            except Exception:
-                _LOGGER.warning(
-                    "recorder skipped a malformed %s event", ev.event_type, exc_info=True
-                )
-        for table, rows in ((events_table, event_rows), (states_table, state_rows)):
-            if rows:
-                insert_rows(conn, table, rows)
-
-    def _purge_step(self, job: _Purge) -> None:
-        try:
-            conn = self._connection()
-            more = False
-            for table, column in (
-                (states_table, states_table.c.last_updated),
-                (events_table, events_table.c.time_fired),
-            ):
-                ids = select(table.c.id).where(column < job.cutoff).limit(PURGE_CHUNK)
-                count = conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
-                job.deleted += count
-                more = more or count >= PURGE_CHUNK
-            conn.commit()
-        except Exception as err:
-            _LOGGER.exception("recorder purge failed")
-            self._close_connection()
-            self._resolve(job.future, None, err)
-            return
-        if more:
-            self._queue.put(job)  # the rest after whatever queued meanwhile
-        else:
-            self._resolve(job.future, job.deleted, None)
-
-    def _resolve(
-        self, future: asyncio.Future[Any], result: Any, error: BaseException | None
-    ) -> None:
-        assert self._loop is not None
-        try:
-            self._loop.call_soon_threadsafe(_set_future, future, result, error)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
-
-    def _fail_leftovers(self, waiters: list[_Waiter]) -> None:
-        error = RuntimeError("recorder stopped")
-        for waiter in waiters:
-            self._resolve(waiter.future, waiter.result, waiter.error)
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, _Purge):
-                self._resolve(item.future, item.deleted, None)
-            elif isinstance(item, _Waiter):
-                self._resolve(item.future, None, error)
-
-
-def _set_future(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the caller was cancelled
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 def _open_database(url: str) -> Engine:

@@ -59,10 +59,15 @@ class SessionStore:
         _require_aware(*(r.timestamp for r in readings))
         rows = [_reading_values(r) for r in readings]
 
-        def fact(conn: Connection) -> None:
-            conn.execute(insert(meter_readings), rows)
+        await self._recorder.write_rows(meter_readings, rows)
 
-        await self._recorder.write_fact(fact)
+    def queue_readings(self, readings: Sequence[MeterReading]) -> None:
+        """Readings outside any session: kept with the next batch, not worth a commit each."""
+        if not readings:
+            return
+        _require_aware(*(r.timestamp for r in readings))
+        rows = [_reading_values(r) for r in readings]
+        self._recorder.queue_write(lambda conn: conn.execute(insert(meter_readings), rows))
 
     async def stop_session(
         self,

@@ -11,10 +11,14 @@ import math
 import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection, update
+
 from hub.charging.session import MeterReading, Session, SessionStatus, derive_energy
+from hub.storage.schema import sessions
 from plugins.ocpp.rpc import Err, OcppCallError
 
 if TYPE_CHECKING:
@@ -29,6 +33,12 @@ EVENT_SESSION_STOPPED = "session_stopped"
 
 REGISTER = "Energy.Active.Import.Register"
 _MULTIPLIED = {"kWh": ("Wh", 1000.0), "kW": ("W", 1000.0), "kvarh": ("varh", 1000.0)}
+
+
+def is_billing_reading(reading: MeterReading) -> bool:
+    """Energy registers and anything signed are facts a bill rests on and get their own rows;
+    power, current, voltage and SoC are telemetry and live in the charger entity's history."""
+    return reading.measurand.startswith("Energy.") or reading.signed_data is not None
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -219,8 +229,14 @@ class Transactions:
         return stored, created
 
     async def record(self, readings: Sequence[MeterReading]) -> None:
-        if readings:
-            await self.store.add_readings(readings)
+        """Commit a session's energy readings before the charger is answered."""
+        facts = [r for r in readings if is_billing_reading(r)]
+        if facts:
+            await self.store.add_readings(facts)
+
+    def record_later(self, readings: Sequence[MeterReading]) -> None:
+        """Energy readings outside a session (reconciliation against site meters), batched."""
+        self.store.queue_readings([r for r in readings if is_billing_reading(r)])
 
     async def stop(
         self,
@@ -242,6 +258,31 @@ class Transactions:
             {**_event(stopped), "energy_wh": energy.energy_wh, "energy_method": energy.method},
         )
         return stopped
+
+    async def set_id_token(
+        self, session: Session, id_tag: str | None, id_tag_type: str | None, data: Mapping[str, Any]
+    ) -> Session:
+        """The token presented after the start (2.0.1 starts at plug-in, the card comes later),
+        committed before it is acknowledged. The first token is the one billed: never replaced.
+        """
+        if session.id_tag is not None or id_tag is None:
+            return session
+        merged = {**session.data, **data}
+
+        def fact(conn: Connection) -> None:
+            conn.execute(
+                update(sessions)
+                .where(sessions.c.id == session.id, sessions.c.id_tag.is_(None))
+                .values(id_tag=id_tag, id_tag_type=id_tag_type, data=merged)
+            )
+
+        assert self._hub.recorder is not None  # the plugin refuses to start without one
+        await self._hub.recorder.write_fact(fact)
+        updated = replace(session, id_tag=id_tag, id_tag_type=id_tag_type, data=merged)
+        key = (session.charger_id, session.transaction_id)
+        if key in self._active:
+            self._active[key] = updated
+        return updated
 
 
 def _event(session: Session) -> dict[str, Any]:

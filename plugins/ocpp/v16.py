@@ -7,12 +7,13 @@ read after boot, a local list sync) runs as its own task after the handler has a
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from hub.bus import Context
-from hub.charging.auth import AuthorizationStatus, IdToken, authorize
+from hub.charging.auth import AuthorizationResult, AuthorizationStatus, IdToken, authorize
 from hub.charging.charger import ChargingSchedule, CommandResult, ConnectorStatus
 from hub.charging.session import SessionStatus
 from plugins.ocpp.rpc import CallErrorReceived
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
+REMOTE_START = "ocpp remote start"  # AuthorizationResult.source of the hub's own remote starts
+REMOTE_START_TTL = timedelta(minutes=10)
 TX_DEFAULT_PROFILE_ID = 1  # our TxDefaultProfile on every connector; replaced, never stacked
 TX_PROFILE_ID = 2
 PROFILE_STACK_LEVEL = 1
@@ -141,9 +144,22 @@ class V16:
         return {"idTagInfo": id_tag_info(result)}
 
     async def _authorize(self, id_tag: str, connector: int) -> Any:
+        remote = self._remote_tags()
+        if IdToken(id_tag).id in remote:
+            # The hub started this session itself (an operator or the driver app asked):
+            # the tag it sent is good for that start, whoever else knows it.
+            return AuthorizationResult(AuthorizationStatus.ACCEPTED, source=REMOTE_START)
         entity = self.station.connectors.get(connector)
         target = entity.entity_id if entity else f"charger.{self.station.id}"
         return await authorize(self.hub, IdToken(id_tag), target, Context())
+
+    def _remote_tags(self) -> dict[str, Any]:
+        """Tags of the hub's own remote starts on this station, dropped after REMOTE_START_TTL."""
+        tags: dict[str, Any] = self.station.extra.setdefault("remote_tags", {})
+        now = self.hub.now()
+        for tag in [t for t, expiry in tags.items() if expiry <= now]:
+            del tags[tag]
+        return tags
 
     async def start_transaction(self, p: dict[str, Any]) -> dict[str, Any]:
         st, number = self.station, p["connectorId"]
@@ -214,7 +230,7 @@ class V16:
         if session_id is not None:
             await self.server.transactions.record(readings)  # billing facts: durable first
         else:
-            self.hub.create_task(self.server.transactions.record(readings), "ocpp readings")
+            self.server.transactions.record_later(readings)
         if number > 0:
             entity = await st.connector(number)
             apply_readings(entity, readings)
@@ -293,8 +309,12 @@ class V16:
         return CommandResult(ok, answer["status"])
 
     async def start(self, connector: int, id_tag: str | None) -> CommandResult:
-        payload: dict[str, Any] = {"idTag": (id_tag or "evhub")[:20], "connectorId": connector}
+        tag = IdToken(id_tag).id[:20] if id_tag else "HUB" + secrets.token_hex(8).upper()
+        self._remote_tags()[tag] = self.hub.now() + REMOTE_START_TTL
+        payload: dict[str, Any] = {"idTag": tag, "connectorId": connector}
         answer = await self.station.call("RemoteStartTransaction", payload)
+        if answer["status"] != "Accepted":
+            self._remote_tags().pop(tag, None)
         return CommandResult(answer["status"] == "Accepted", answer["status"])
 
     async def stop(self, connector: int) -> CommandResult:

@@ -40,16 +40,25 @@ CASES: list[tuple[str, str, str, str, str]] = [
      + "A" * 70_000 + '"}]', "FormationViolation", "FormatViolation", "-1"),
 ]  # fmt: skip
 SCHEMA_CASES = {
-    # action, payload, 1.6 code
+    # action, 1.6 payload, 1.6 code, 2.0.1 payload, 2.0.1 code (a 1.6 payload breaks 2.0.1's
+    # required fields first, so each version gets a payload that breaks only the rule tested)
     "missing field": ("BootNotification", {"chargePointVendor": "x"},
-                      "OccurenceConstraintViolation"),
+                      "OccurenceConstraintViolation", {"reason": "PowerUp"},
+                      "OccurrenceConstraintViolation"),
     "wrong type": ("BootNotification", {"chargePointVendor": 7, "chargePointModel": "m"},
+                   "TypeConstraintViolation",
+                   {"reason": "PowerUp", "chargingStation": {"model": 7, "vendorName": "v"}},
                    "TypeConstraintViolation"),
     "too long": ("BootNotification", {"chargePointVendor": "x" * 21, "chargePointModel": "m"},
+                 "PropertyConstraintViolation",
+                 {"reason": "PowerUp", "chargingStation": {"model": "x" * 21, "vendorName": "v"}},
                  "PropertyConstraintViolation"),
     "bad enum": ("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
-                                        "status": "Exploding"}, "PropertyConstraintViolation"),
-    "extra field": ("Heartbeat", {"surprise": True}, "FormationViolation"),
+                                        "status": "Exploding"}, "PropertyConstraintViolation",
+                 {"timestamp": "2026-01-01T00:00:00Z", "connectorStatus": "Exploding",
+                  "evseId": 1, "connectorId": 1}, "PropertyConstraintViolation"),
+    "extra field": ("Heartbeat", {"surprise": True}, "FormationViolation", {"surprise": True},
+                    "FormatViolation"),
 }  # fmt: skip
 
 
@@ -68,7 +77,7 @@ async def _heartbeat_works(ws: aiohttp.ClientWebSocketResponse, n: int) -> None:
     assert answer[0] == 3 and answer[1] == f"hb{n}" and "currentTime" in answer[2]
 
 
-@pytest.mark.parametrize("protocol", ["ocpp1.6"])
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
 async def test_every_class_of_malformed_frame(tmp_path: Path, protocol: str) -> None:
     async with (
         running_hub(tmp_path, OCPP, SimClock()) as hub,
@@ -85,9 +94,10 @@ async def test_every_class_of_malformed_frame(tmp_path: Path, protocol: str) -> 
             expected = code16 if protocol == "ocpp1.6" else code201
             assert answer[:3] == [4, message_id, expected], name
             await _heartbeat_works(ws, n)
-        for n, (name, (action, payload, code16)) in enumerate(SCHEMA_CASES.items()):
+        for n, (name, (action, p16, code16, p201, code201)) in enumerate(SCHEMA_CASES.items()):
+            payload, code = (p16, code16) if protocol == "ocpp1.6" else (p201, code201)
             answer = await _exchange(ws, json.dumps([2, f"s{n}", action, payload]))
-            assert answer[:3] == [4, f"s{n}", code16], name
+            assert answer[:3] == [4, f"s{n}", code], name
             await _heartbeat_works(ws, 100 + n)
         await ws.send_bytes(b"\x00\x01binary")
         answer = json.loads((await ws.receive(timeout=10)).data)

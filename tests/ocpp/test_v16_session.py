@@ -180,3 +180,34 @@ async def test_a_charger_that_never_answers_gives_a_timeout_not_a_hang(tmp_path:
             await asyncio.wait_for(pending, 5)
         # and the connection still works
         assert (await cp.call(call.Heartbeat())).current_time
+
+
+async def test_remote_start_without_a_tag_is_accepted_for_that_start_only(tmp_path: Path) -> None:
+    clock = SimClock(start=datetime(2026, 3, 2, 7, 0, tzinfo=UTC))
+    from ocpp.routing import on
+    from ocpp.v16 import ChargePoint, call_result
+
+    asked: asyncio.Queue[str] = asyncio.Queue()
+
+    class Charger(ChargePoint):
+        @on("RemoteStartTransaction")
+        def remote_start(self, id_tag: str, **_: object) -> call_result.RemoteStartTransaction:
+            asked.put_nowait(id_tag)
+            return call_result.RemoteStartTransaction("Accepted")
+
+    async with (
+        running_hub(tmp_path, OCPP, clock, **ALLOW) as hub,
+        charger(hub, "bay_01", Charger) as cp,
+    ):
+        await cp.call(call.BootNotification(charge_point_vendor="ACME", charge_point_model="W"))
+        await cp.call(call.StatusNotification(1, "NoError", "Preparing"))
+        result = await hub.services.call("charger", "start", {"entity_id": "charger.bay_01_1"})
+        assert result["accepted"]
+        tag = await asyncio.wait_for(asked.get(), 5)
+        assert tag.startswith("HUB") and len(tag) <= 20
+        start = await cp.call(call.StartTransaction(1, tag, 0, ts(clock)))
+        assert start.id_tag_info["status"] == AuthorizationStatus.accepted
+        # the hub's tag is no master key: after its time it is an unknown tag again
+        await clock.advance(11 * 60)
+        later = await cp.call(call.Authorize(tag))
+        assert later.id_tag_info["status"] == AuthorizationStatus.invalid

@@ -108,14 +108,15 @@ async def test_state_changes_and_events_are_recorded(
     recorded = await recorder.events(None, start)
     types = [e["event_type"] for e in recorded]
     assert "noisy" not in types
-    assert types.count("state_changed") == 4
-    changed = next(e for e in recorded if e["event_type"] == "state_changed")
-    assert changed["data"] == {"entity_id": "sensor.site_power"}  # not the State objects again
+    assert "state_changed" not in types  # state changes are states rows, not events again
     (boot,) = await recorder.events("ocpp_boot", start)
     assert boot["data"] == {"charger": "depot_a_01", "at": start.isoformat(), "ctx": ctx.as_dict()}
     assert boot["context"]["id"] != ctx.id
     assert boot["time_fired"] == start
-    assert len(await recorder.events(None, start, limit=2)) == 2
+    hub.bus.fire("ocpp_boot", {"charger": "depot_a_02"})
+    await recorder.flush()
+    assert len(await recorder.events(None, start, limit=1)) == 1
+    assert len(await recorder.events(None, start)) == 2
 
 
 async def test_unstorable_values_cost_only_their_own_row(hub: Hub, recorder: Recorder) -> None:
@@ -162,13 +163,13 @@ async def test_scheduled_purge_follows_the_sim_clock_and_keeps_billing_facts(
 
 
 async def test_purge_returns_rows_deleted(hub: Hub, clock: SimClock, recorder: Recorder) -> None:
-    hub.states.set("sensor.a", 1)  # one states row + one events row
-    hub.bus.fire("ocpp_boot", {})
+    hub.states.set("sensor.a", 1)  # one states row
+    hub.bus.fire("ocpp_boot", {})  # one events row
     await clock.advance(3 * DAY)
     hub.states.set("sensor.a", 2)
     await recorder.flush()
-    # hub_start/hub_started came before the recorder existed; only these three are old.
-    assert await recorder.purge(keep_days=2) == 3
+    # hub_start/hub_started came before the recorder existed; only these two are old.
+    assert await recorder.purge(keep_days=2) == 2
     assert await recorder.purge(keep_days=2) == 0
     history = await recorder.history("sensor.a", hub.now() - timedelta(days=5))
     assert [h["state"] for h in history] == [2]
@@ -410,3 +411,23 @@ async def test_list_filters_newest_first(hub: Hub, recorder: Recorder) -> None:
     assert [s.id for s in window] == ["s2", "s1"]
     assert [s.id for s in await store.list(limit=2)] == ["s4", "s3"]
     assert await store.list(charger_id="other") == []
+
+
+async def test_attribute_only_changes_are_thinned_but_state_changes_never(
+    hub: Hub, clock: SimClock, db_url: str
+) -> None:
+    rec = Recorder(hub, db_url, attribute_interval=60)
+    await rec.start()
+    try:
+        start = hub.now()
+        for second in range(0, 150, 10):  # power every 10 s for 150 s
+            hub.states.set("charger.bay_1", "charging", {"power_w": 1000 + second})
+            await clock.advance(10)
+        hub.states.set("charger.bay_1", "finishing", {"power_w": 0})  # the state itself changes
+        await rec.flush()
+        rows = await rec.history("charger.bay_1", start)
+        assert [(r["state"], r["attributes"]["power_w"]) for r in rows] == [
+            ("charging", 1000), ("charging", 1060), ("charging", 1120), ("finishing", 0),
+        ]  # fmt: skip
+    finally:
+        await rec.stop()

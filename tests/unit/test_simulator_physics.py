@@ -266,3 +266,20 @@ def test_vehicle_models_come_from_evspecs_when_present(tmp_path: Path) -> None:
     assert load_models(tmp_path / "missing.json") == BUILTIN_MODELS
     if EVSPECS.is_file():
         assert len(load_models()) > len(BUILTIN_MODELS) + 20
+
+
+# --- offline memory ---------------------------------------------------------------------------
+
+
+def test_offline_a_charger_forgets_periodic_readings_first_when_its_memory_is_full() -> None:
+    from plugins.simulator.link import MAX_QUEUED, Outbox, Outgoing
+
+    outbox = Outbox("cp", spawn=lambda coro, name: coro.close(), clock=None)  # type: ignore[arg-type,func-returns-value]
+    start = Outgoing(lambda: ("StartTransaction", {}), durable=True)
+    outbox.put(start)
+    for _ in range(MAX_QUEUED + 10):
+        outbox.put(Outgoing(lambda: ("MeterValues", {}), durable=True, periodic=True))
+    outbox.put(Outgoing(lambda: ("StatusNotification", {})))  # not durable: dropped offline
+    assert len(outbox.queue) == MAX_QUEUED
+    assert outbox.queue[0] is start
+    assert outbox.stats.dropped == 11 + 1

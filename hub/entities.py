@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from hub.bus import Context
@@ -204,9 +204,7 @@ class EntityRegistry:
         self._store.by_unique[(domain, entry.platform, entry.unique_id)] = entry.entity_id
 
     def _schedule_save(self) -> None:
-        self._file.schedule_save(
-            lambda: {"entities": [asdict(e) for e in self._store.by_entity_id.values()]}
-        )
+        self._file.schedule_save(lambda: {"entities": list(self._store.by_entity_id.values())})
 
     def flush(self) -> None:
         """Write now (at shutdown)."""

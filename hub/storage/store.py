@@ -6,6 +6,7 @@ Writes are atomic (temp file, fsync, rename), debounced on the hub clock, and fl
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
     from hub.core import Hub
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def _plain(value: Any) -> Any:
+    """Snapshots may hold frozen dataclasses (immutable, so safe to encode in a thread)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot store {type(value).__name__}")
 
 
 class JsonStore:
@@ -59,14 +67,22 @@ class JsonStore:
         self._timer = self._hub.clock.call_later(self.delay, fire)
 
     async def _save_async(self) -> None:
-        text = self._serialise()
-        if text is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._write, text)
+        # The producer takes a snapshot on the loop; encoding a large document (10,000 entities)
+        # takes tens of ms and happens in a thread, off the loop.
+        if self._producer is None:
+            return
+        snapshot = self._producer()
+        await asyncio.get_running_loop().run_in_executor(None, self._encode_write, snapshot)
+
+    def _encode_write(self, snapshot: Any) -> None:
+        self._write(self._encode(snapshot))
+
+    def _encode(self, snapshot: Any) -> str:
+        document = {"version": self.version, "data": snapshot}
+        return json.dumps(document, indent=1, default=_plain)
 
     def _serialise(self) -> str | None:
-        if self._producer is None:
-            return None
-        return json.dumps({"version": self.version, "data": self._producer()}, indent=1)
+        return None if self._producer is None else self._encode(self._producer())
 
     def _write(self, text: str) -> None:
         assert self.path is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gc
 import logging
 import re
 import ssl
@@ -21,7 +22,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from plugins.ocpp.chargers import ChargerAccount, ChargerRegistry
 from plugins.ocpp.files import FileService
 from plugins.ocpp.local_list import LocalLists
-from plugins.ocpp.rpc import RpcEndpoint, Version
+from plugins.ocpp.rpc import Err, Handler, OcppCallError, RpcEndpoint, Version
 from plugins.ocpp.station import Station
 from plugins.ocpp.v16 import V16
 
@@ -33,6 +34,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _CHARGER_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,48}$")  # 2.0.1 identity: at most 48 characters
 EVENT_CONNECTED = "ocpp_connected"
+FREEZE_EVERY = 500  # connections between gc.freeze() calls
 EVENT_DISCONNECTED = "ocpp_disconnected"
 
 
@@ -61,6 +63,7 @@ class OcppServer:
         self.stations: dict[str, Station] = {}
         self.connections: dict[str, Connection] = {}
         self._runner: web.AppRunner | None = None
+        self._connected_since_freeze = 0
         self.ports: list[int] = []
         self.files = FileService(hub)
         self.local_lists = LocalLists(self, conf["local_list_service"])
@@ -178,7 +181,8 @@ class OcppServer:
         station = self.stations[charger_id]
         adapter = factory(self, station)
         endpoint = RpcEndpoint(
-            version, ws.send_str, adapter.handlers, self.hub.clock,
+            version, ws.send_str, self._registered_only(charger_id, adapter.handlers),
+            self.hub.clock,
             name=charger_id, max_frame=self.conf["max_frame_bytes"],
             call_timeout=self.conf["call_timeout"],
         )  # fmt: skip
@@ -200,6 +204,13 @@ class OcppServer:
         self.hub.bus.fire(
             EVENT_CONNECTED, {"charger_id": charger_id, "protocol": protocol, "address": address}
         )
+        _LOGGER.info("%s connected from %s (%s)", charger_id, address, protocol)
+        self._connected_since_freeze += 1
+        if self._connected_since_freeze >= FREEZE_EVERY:
+            # Connection objects live as long as the charger stays: keep them out of full
+            # collections, which otherwise stall the loop for 100+ ms with thousands of chargers.
+            self._connected_since_freeze = 0
+            gc.freeze()
         station.publish()
         try:
             async for msg in ws:
@@ -224,6 +235,24 @@ class OcppServer:
                 station.endpoint = station.commands = None
                 station.went_offline()
                 self.hub.bus.fire(EVENT_DISCONNECTED, {"charger_id": charger_id})
+                _LOGGER.info("%s disconnected", charger_id)
+
+    def _registered_only(self, charger_id: str, handlers: dict[str, Handler]) -> dict[str, Handler]:
+        """Until its registration is accepted a charger may only boot: anything else is answered
+        SecurityError (2.0.1 B02.FR.09, B03.FR.07). A pending charger connects without credentials,
+        so it must neither learn which id tags are valid nor record transactions."""
+
+        def guard(action: str, handler: Handler) -> Handler:
+            def guarded(payload: dict[str, Any]) -> Any:
+                account = self.registry.get(charger_id)
+                if account is None or account.status != "accepted":
+                    status = account.status if account else "unknown"
+                    raise OcppCallError(Err.SECURITY, f"{action} refused: registration {status}")
+                return handler(payload)
+
+            return guarded
+
+        return {a: h if a == "BootNotification" else guard(a, h) for a, h in handlers.items()}
 
     def boot_status(self, station: Station) -> str:
         account = self.registry.get(station.id)

@@ -225,6 +225,9 @@ class Transactions:
         if stored.status is SessionStatus.ACTIVE:
             self._active[(stored.charger_id, stored.transaction_id)] = stored
         if created:
+            _LOGGER.info(
+                "session %s started on %s connector %s", stored.id[:8], charger_id, connector
+            )
             self._hub.bus.fire(EVENT_SESSION_STARTED, _event(stored))
         return stored, created
 
@@ -253,6 +256,10 @@ class Transactions:
         energy = derive_energy(stopped, await self.store.readings(stopped.id))
         for warning in energy.warnings:
             _LOGGER.warning("session %s on %s: %s", stopped.id, stopped.charger_id, warning)
+        _LOGGER.info(
+            "session %s stopped on %s connector %s: %.3f kWh (%s)", stopped.id[:8],
+            stopped.charger_id, stopped.connector, energy.energy_wh / 1000, reason or "no reason",
+        )  # fmt: skip
         self._hub.bus.fire(
             EVENT_SESSION_STOPPED,
             {**_event(stopped), "energy_wh": energy.energy_wh, "energy_method": energy.method},

@@ -115,9 +115,14 @@ class V201:
             answer = await self.station.call("GetBaseReport", payload)
         except (CallErrorReceived, TimeoutError, ConnectionError) as err:
             _LOGGER.info("%s: GetBaseReport failed (%s); using defaults", self.station.id, err)
-            return
-        if answer["status"] != "Accepted":
-            _LOGGER.info("%s: GetBaseReport %s; using defaults", self.station.id, answer["status"])
+        else:
+            if answer["status"] != "Accepted":
+                status = answer["status"]
+                _LOGGER.info("%s: GetBaseReport %s; using defaults", self.station.id, status)
+        # A station without a local list answers GetLocalListVersion with a CALLERROR and is
+        # left alone; the others get the hub's list.
+        if self.station.connected:
+            await self.server.local_lists.after_boot(self.station)
 
     def heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:
         now = self.hub.now()

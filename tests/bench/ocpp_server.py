@@ -44,11 +44,24 @@ def threads() -> str:
     return ",".join(f"{k}={v:.2f}" for k, v in sorted(out.items()))
 
 
+LAG = {"max": 0.0}
+
+
+async def watch_lag() -> None:
+    """The longest the loop was late waking a 20 ms sleep: how long the server stalled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(0.02)
+        LAG["max"] = max(LAG["max"], loop.time() - asked - 0.02)
+
+
 def usage() -> str:
     r = resource.getrusage(resource.RUSAGE_SELF)
     with open("/proc/self/statm") as fh:
         rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    return f"cpu {r.ru_utime + r.ru_stime:.6f} rss {rss} {threads()}"
+    lag, LAG["max"] = LAG["max"], 0.0
+    return f"cpu {r.ru_utime + r.ru_stime:.6f} rss {rss} {threads()},stall_ms={lag * 1000:.1f}"
 
 
 async def echo_server() -> tuple[int, object]:
@@ -103,6 +116,7 @@ async def main() -> None:
 
     gc.collect()
     gc.freeze()
+    lag_task = asyncio.create_task(watch_lag())
     print(f"port {port}", flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -112,6 +126,7 @@ async def main() -> None:
             print(usage(), flush=True)
         elif line == "quit":
             break
+    lag_task.cancel()
     if kind == "hub":
         await owner.stop()  # type: ignore[attr-defined]
     else:

@@ -108,8 +108,8 @@ class Charger:
         self.tx = answer.get("transactionId", 1)
 
     async def meter_values(self) -> float:
-        payload = {"connectorId": 1, "transactionId": self.tx,
-                   "meterValue": [{"timestamp": "2026-03-02T06:00:10Z", "sampledValue": SAMPLED}]}  # fmt: skip
+        sample = {"timestamp": "2026-03-02T06:00:10Z", "sampledValue": SAMPLED}
+        payload = {"connectorId": 1, "transactionId": self.tx, "meterValue": [sample]}
         t0 = time.perf_counter()
         await self.call("MeterValues", payload)
         return time.perf_counter() - t0
@@ -189,6 +189,7 @@ async def swarm(kind: str, workdir: Path, count: int) -> dict[str, float]:
             w0 = time.perf_counter()
             await asyncio.gather(*(run(c) for c in chargers))
             cpu1, _ = server.mark()
+            stall = server.threads.get("stall_ms", 0.0)
             wall = time.perf_counter() - w0
             for c in chargers:
                 await c.ws.close()
@@ -201,6 +202,7 @@ async def swarm(kind: str, workdir: Path, count: int) -> dict[str, float]:
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
             "cores": (cpu1 - cpu0) / wall,
             "rss_per_conn": (rss1 - rss0) / count,
+            "stall_ms": stall,
         }
     finally:
         server.close()
@@ -229,10 +231,13 @@ def test_swarm_of_chargers(tmp_path: Path) -> None:
     hub = asyncio.run(swarm("hub", tmp_path, SWARM))
     memory_ratio = hub["rss_per_conn"] / max(echo["rss_per_conn"], 1.0)
     print(
-        f"\nswarm of {SWARM} chargers, MeterValues every {INTERVAL:.0f} s for {SWARM_SECONDS:.0f} s\n"
+        f"\nswarm of {SWARM} chargers, MeterValues every {INTERVAL:.0f} s "
+        f"for {SWARM_SECONDS:.0f} s\n"
         f"  connected {hub['connected']:.0f} in {hub['connect_s']:.1f} s, "
         f"{hub['messages']:.0f} messages\n"
-        f"  answer p50 {hub['p50_ms']:.1f} ms, p99 {hub['p99_ms']:.1f} ms (target < 100 ms)\n"
+        f"  answer p50 {hub['p50_ms']:.1f} ms, p99 {hub['p99_ms']:.1f} ms (target < 100 ms); "
+        f"echo p50 {echo['p50_ms']:.1f} ms, p99 {echo['p99_ms']:.1f} ms\n"
+        f"  longest server loop stall {hub['stall_ms']:.0f} ms, echo {echo['stall_ms']:.0f} ms\n"
         f"  server CPU {hub['cores']:.2f} core (target < 0.7); echo {echo['cores']:.2f}\n"
         f"  memory per connection {hub['rss_per_conn'] / 1024:.1f} KiB, echo "
         f"{echo['rss_per_conn'] / 1024:.1f} KiB, ratio {memory_ratio:.2f}x (target < 3x)"

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import fastjsonschema
 import ocpp
 
+from plugins.ocpp import fastpath
+
 if TYPE_CHECKING:
     from hub.clock import Clock
 
@@ -132,7 +134,20 @@ _RULE_KIND = {
 }
 
 
+@functools.cache
+def _fast_paths() -> dict[tuple[Version, str, bool], Callable[[Any], bool]]:
+    meter_values = _schema_file(Version.V16, "MeterValues", False)
+    return {
+        (Version.V16, "MeterValues", False): fastpath.meter_values_16(
+            meter_values, _SCHEMA_FORMATS["date-time"]
+        ),
+    }
+
+
 def validate(version: Version, action: str, payload: Any, *, response: bool = False) -> None:
+    fast = _fast_paths().get((version, action, response))
+    if fast is not None and fast(payload):
+        return
     try:
         validator(version, action, response)(payload)
     except fastjsonschema.JsonSchemaValueException as err:

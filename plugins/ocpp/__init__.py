@@ -16,7 +16,6 @@ from hub.plugins import hookimpl
 from hub.security import is_password_hash
 from hub.storage.sessions import SessionStore
 from plugins.ocpp.chargers import MIN_PASSWORD, ChargerRegistry
-from plugins.ocpp.rpc import Version
 from plugins.ocpp.server import OcppServer
 from plugins.ocpp.services import register_services
 from plugins.ocpp.transactions import Transactions
@@ -113,17 +112,8 @@ async def hub_setup(hub: Hub, config: Mapping[str, Any]) -> None:
     transactions = Transactions(hub, SessionStore(hub.recorder))
     await transactions.load_active()
     server = OcppServer(hub, conf, ChargerRegistry(hub, conf), transactions)
-    _add_v201(server)
     hub.data[DOMAIN] = server
     await server.start()
-
-
-def _add_v201(server: OcppServer) -> None:
-    try:
-        from plugins.ocpp.v201 import V201
-    except ImportError:  # 2.0.1 support is optional while it is being built
-        return
-    server.add_protocol("ocpp2.0.1", Version.V201, V201)
 
 
 @hookimpl

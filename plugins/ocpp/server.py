@@ -25,6 +25,7 @@ from plugins.ocpp.local_list import LocalLists
 from plugins.ocpp.rpc import Err, Handler, OcppCallError, RpcEndpoint, Version
 from plugins.ocpp.station import Station
 from plugins.ocpp.v16 import V16
+from plugins.ocpp.v201 import V201
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -67,12 +68,10 @@ class OcppServer:
         self.ports: list[int] = []
         self.files = FileService(hub)
         self.local_lists = LocalLists(self, conf["local_list_service"])
-        self._protocols = {
+        self._protocols: dict[str, tuple[Version, Any]] = {
             "ocpp1.6": (Version.V16, V16),
+            "ocpp2.0.1": (Version.V201, V201),
         }
-
-    def add_protocol(self, name: str, version: Version, factory: Any) -> None:
-        self._protocols[name] = (version, factory)
 
     # --- lifecycle ------------------------------------------------------------------------
     def app(self) -> web.Application:

@@ -175,7 +175,8 @@ class ChargerRegistry:
             raise KeyError(f"no charger {charger_id!r} is known or pending")
         if account.source == "config":
             raise ValueError(f"{charger_id} is configured in YAML; change it there")
-        if security_profile >= 1 and (not password or len(password) < MIN_PASSWORD):
+        # Profile 3 authenticates by client certificate; 1 and 2 by a password.
+        if security_profile in (1, 2) and (not password or len(password) < MIN_PASSWORD):
             raise ValueError(f"security profile {security_profile} needs a password of 16+ chars")
         approved = replace(
             account,

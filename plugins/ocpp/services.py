@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
+from aiohttp import WSCloseCode
 
 from hub.services import ServiceCall
 from plugins.ocpp.chargers import MIN_PASSWORD
@@ -182,10 +183,16 @@ def register_services(hub: Hub, server: OcppServer, register: Callable[..., None
         return await server.local_lists.sync(st, full=d["full"])
 
     async def approve(c: ServiceCall) -> None:
+        charger_id = c.data["charger_id"]
         await server.registry.approve(
-            c.data["charger_id"], security_profile=c.data["security_profile"],
+            charger_id, security_profile=c.data["security_profile"],
             password=c.data.get("password"), context=c.context,
         )  # fmt: skip
+        conn = server.connections.get(charger_id)
+        if conn is not None and c.data["security_profile"] > 0:
+            # The socket it opened while pending carried no credentials: it must come back
+            # with the ones it now needs before anything it sends is trusted.
+            await conn.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"approved: reconnect")
 
     register(
         DOMAIN, "approve_charger", approve,

@@ -156,11 +156,14 @@ async def test_pending_registration_then_approval(tmp_path: Path) -> None:
         answer = json.loads((await ws.receive(timeout=10)).data)
         assert answer[2]["status"] == "Pending"
         assert pending == ["new_unit"]
-        await s.close()
         await hub.services.call(
             "ocpp", "approve_charger",
             {"charger_id": "new_unit", "security_profile": 1, "password": "n" * 24},
         )  # fmt: skip
+        # the socket opened without credentials is closed: it must come back with them
+        closed = await ws.receive(timeout=10)
+        assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await s.close()
         status, _, s = await connect(url, ["ocpp1.6"])
         await s.close()
         assert status == 401  # approved with a password: it must now use it

@@ -16,6 +16,7 @@ from aiohttp import WSCloseCode
 from hub.services import ServiceCall
 from plugins.ocpp.chargers import MIN_PASSWORD
 from plugins.ocpp.rpc import CallErrorReceived, Version, actions
+from plugins.ocpp.schedule import iso
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -30,10 +31,6 @@ TRIGGERS = (
     "Heartbeat", "MeterValues", "StatusNotification", "LogStatusNotification",
     "SignChargingStationCertificate", "TransactionEvent",
 )  # fmt: skip
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def register_services(hub: Hub, server: OcppServer, register: Callable[..., None]) -> None:
@@ -132,7 +129,7 @@ def register_services(hub: Hub, server: OcppServer, register: Callable[..., None
     )
     async def update_firmware(st: Station, d: dict[str, Any]) -> Any:
         url = server.files.firmware_url(base_url(st), st.id, d["file"])
-        when = _iso(hub.now() + timedelta(seconds=d["retrieve_in"]))
+        when = iso(hub.now() + timedelta(seconds=d["retrieve_in"]))
         if st.version == V16:
             return await st.call("UpdateFirmware", {"location": url, "retrieveDate": when})
         firmware = {"location": url, "retrieveDateTime": when}
@@ -160,7 +157,7 @@ def register_services(hub: Hub, server: OcppServer, register: Callable[..., None
              "Reserve a connector (EVSE) for an id tag.")  # fmt: skip
     async def reserve(st: Station, d: dict[str, Any]) -> Any:
         rid = d.get("reservation_id") or next(_request_ids)
-        expiry = _iso(hub.now() + timedelta(minutes=d["minutes"]))
+        expiry = iso(hub.now() + timedelta(minutes=d["minutes"]))
         if st.version == V16:
             payload = {"connectorId": d["connector"], "expiryDate": expiry,
                        "idTag": d["id_tag"], "reservationId": rid}  # fmt: skip

@@ -17,6 +17,7 @@ from hub.charging.auth import AuthorizationResult, AuthorizationStatus, IdToken,
 from hub.charging.charger import ChargingSchedule, CommandResult, ConnectorStatus
 from hub.charging.session import SessionStatus
 from plugins.ocpp.rpc import CallErrorReceived
+from plugins.ocpp.schedule import charging_schedule, iso
 from plugins.ocpp.transactions import (
     apply_readings,
     new_transaction_id,
@@ -37,10 +38,6 @@ TX_PROFILE_ID = 2
 PROFILE_STACK_LEVEL = 1
 
 
-def _iso(hub_now: Any) -> str:
-    return hub_now.isoformat().replace("+00:00", "Z")
-
-
 def id_tag_info(result: Any) -> dict[str, Any]:
     """AuthorizationResult -> 1.6 IdTagInfo (1.6 knows five statuses; the rest mean Invalid)."""
     status = str(result.status)
@@ -48,7 +45,7 @@ def id_tag_info(result: Any) -> dict[str, Any]:
         status = "Invalid"
     info: dict[str, Any] = {"status": status}
     if result.expiry is not None:
-        info["expiryDate"] = _iso(result.expiry)
+        info["expiryDate"] = iso(result.expiry)
     if result.group_id:
         info["parentIdTag"] = result.group_id[:20]
     return info
@@ -93,7 +90,7 @@ class V16:
         if st.accepted:
             self.hub.create_task(self._after_boot(), f"ocpp {st.id} after boot")
         interval = self.server.heartbeat_interval if st.accepted else self.server.pending_interval
-        return {"status": status, "currentTime": _iso(self.hub.now()), "interval": interval}
+        return {"status": status, "currentTime": iso(self.hub.now()), "interval": interval}
 
     async def _after_boot(self) -> None:
         """Learn what the charger can do; a charger that refuses is used with defaults."""
@@ -121,7 +118,7 @@ class V16:
         now = self.hub.now()
         for entity in self.station.connectors.values():
             entity.data.last_heartbeat = now
-        return {"currentTime": _iso(now)}
+        return {"currentTime": iso(now)}
 
     async def status_notification(self, p: dict[str, Any]) -> dict[str, Any]:
         number = p["connectorId"]
@@ -264,27 +261,8 @@ class V16:
 
     # --- hub -> charge point (ChargerEntity commands) ---------------------------------------
     def _schedule(self, schedule: ChargingSchedule) -> dict[str, Any]:
-        unit = str(schedule.unit)
-        factor = 1.0
-        if unit not in self.station.rate_units:
-            # The charger only takes the other unit: convert at its nominal voltage.
-            phases = self.station.extra.get("phases", 3)
-            factor = 1 / (230.0 * phases) if unit == "W" else 230.0 * phases
-            unit = "A" if unit == "W" else "W"
-        out: dict[str, Any] = {
-            "chargingRateUnit": unit,
-            "chargingSchedulePeriod": [
-                {"startPeriod": int(p.offset / timedelta(seconds=1)),
-                 "limit": round(p.limit * factor, 1),
-                 **({"numberPhases": p.phases} if p.phases else {})}
-                for p in schedule.periods
-            ],
-        }  # fmt: skip
-        if schedule.start is not None:
-            out["startSchedule"] = _iso(schedule.start)
-        if schedule.duration is not None:
-            out["duration"] = int(schedule.duration / timedelta(seconds=1))
-        return out
+        phases = self.station.extra.get("phases", 3)
+        return charging_schedule(schedule, self.station.rate_units, phases)
 
     async def set_limit(self, connector: int, schedule: ChargingSchedule) -> CommandResult:
         entity = self.station.connectors.get(connector)

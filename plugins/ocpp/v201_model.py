@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from hub.charging.auth import AuthorizationResult
 from hub.charging.charger import ChargingSchedule, ConnectorStatus
 from hub.charging.session import REGISTER, MeterReading, Session
+from plugins.ocpp.schedule import charging_schedule as ocpp_schedule
+from plugins.ocpp.schedule import iso
 
 if TYPE_CHECKING:
     from plugins.ocpp.station import Station
@@ -41,10 +43,6 @@ _CHARGING_STATE = {
     "EVConnected": ConnectorStatus.PREPARING,
     "Idle": ConnectorStatus.PREPARING,
 }
-
-
-def iso(when: datetime) -> str:
-    return when.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(slots=True)
@@ -206,23 +204,5 @@ def apply_report(station: Station, report: Iterable[Mapping[str, Any]]) -> dict[
 def charging_schedule(
     schedule: ChargingSchedule, rate_units: tuple[str, ...], phases: int
 ) -> dict[str, Any]:
-    """A 2.0.1 ChargingScheduleType in a unit the station takes (converted at 230 V if not)."""
-    unit, factor = str(schedule.unit), 1.0
-    if unit not in rate_units:
-        factor = 1 / (230.0 * phases) if unit == "W" else 230.0 * phases
-        unit = "A" if unit == "W" else "W"
-    out: dict[str, Any] = {
-        "id": 1,
-        "chargingRateUnit": unit,
-        "chargingSchedulePeriod": [
-            {"startPeriod": int(p.offset / timedelta(seconds=1)),
-             "limit": round(p.limit * factor, 1),
-             **({"numberPhases": p.phases} if p.phases else {})}
-            for p in schedule.periods
-        ],
-    }  # fmt: skip
-    if schedule.start is not None:
-        out["startSchedule"] = iso(schedule.start)
-    if schedule.duration is not None:
-        out["duration"] = int(schedule.duration / timedelta(seconds=1))
-    return out
+    """A 2.0.1 ChargingScheduleType: the shared periods plus the schedule id 2.0.1 requires."""
+    return {"id": 1, **ocpp_schedule(schedule, rate_units, phases)}

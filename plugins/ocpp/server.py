@@ -224,6 +224,8 @@ class OcppServer:
                     break
         except asyncio.CancelledError:
             raise
+        except ConnectionError as err:  # the socket closed while we answered: a disconnect
+            _LOGGER.info("%s: connection lost while answering (%s)", charger_id, err)
         except Exception:
             _LOGGER.exception("%s: connection handler failed", charger_id)
         finally:

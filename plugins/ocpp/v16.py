@@ -33,8 +33,10 @@ _LOGGER = logging.getLogger(__name__)
 
 REMOTE_START = "ocpp remote start"  # AuthorizationResult.source of the hub's own remote starts
 REMOTE_START_TTL = timedelta(minutes=10)
-TX_DEFAULT_PROFILE_ID = 1  # our TxDefaultProfile on every connector; replaced, never stacked
-TX_PROFILE_ID = 2
+# chargingProfileId is charger-wide in 1.6: a profile with the same id replaces it on whatever
+# connector it was, so each connector gets its own ids (replaced on that connector, never stacked).
+TX_DEFAULT_PROFILE_ID = 1000  # + connector
+TX_PROFILE_ID = 2000  # + connector
 PROFILE_STACK_LEVEL = 1
 
 
@@ -269,7 +271,7 @@ class V16:
         active = self.server.transactions.active_on(self.station.id, connector)
         tx = active.transaction_id if active else None
         profile: dict[str, Any] = {
-            "chargingProfileId": TX_PROFILE_ID if tx else TX_DEFAULT_PROFILE_ID,
+            "chargingProfileId": (TX_PROFILE_ID if tx else TX_DEFAULT_PROFILE_ID) + connector,
             "stackLevel": PROFILE_STACK_LEVEL,
             "chargingProfilePurpose": "TxProfile" if tx else "TxDefaultProfile",
             "chargingProfileKind": "Absolute" if schedule.start else "Relative",

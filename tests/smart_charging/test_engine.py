@@ -1,0 +1,194 @@
+"""The smart-charging engine on a real hub: sessions on chargers of the site tree get limits that
+fit every breaker, explained; caps, pauses, the emergency stop and the plan steer them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hub.bootstrap import create_hub
+from hub.charging.charger import (
+    ChargerCapability,
+    ChargerData,
+    ChargerEntity,
+    ChargingSchedule,
+    CommandResult,
+    ConnectorStatus,
+)
+from hub.charging.signals import SignalStore, Slot, TimeSeries
+from hub.clock import SimClock
+from hub.core import Hub
+
+START = datetime(2026, 3, 2, 16, 0, tzinfo=UTC)
+SITE = {
+    "id": "depot",
+    "max_current": 100,
+    "meters": {"grid": "sensor.grid_power"},
+    "circuits": [
+        {
+            "id": "row_1",
+            "max_current": 32,
+            "chargers": [
+                {"entity": f"charger.bay_{n}", "id": f"bay_{n}", "phases": 3,
+                 "phase_rotation": rotation, "max_current": 32}
+                for n, rotation in ((1, "L1L2L3"), (2, "L2L3L1"), (3, "L3L1L2"))
+            ],
+        }
+    ],
+}  # fmt: skip
+
+
+class LabCharger(ChargerEntity):
+    """A charger that does what it is told (or, with `obey=False`, keeps drawing its max)."""
+
+    supported = frozenset({ChargerCapability.LIMIT_AMPS, ChargerCapability.LIMIT_WATTS})
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, name, data=ChargerData(status=ConnectorStatus.AVAILABLE))
+        self.commands: list[float] = []
+        self.obey = True
+
+    def suggested_object_id(self) -> str:
+        return self.unique_id or ""
+
+    async def _do_set_limit(self, schedule: ChargingSchedule) -> CommandResult:
+        amps = schedule.periods[0].limit
+        self.commands.append(amps)
+        if self.obey:
+            self.data.current_a = (amps, amps, amps)
+        return CommandResult(True, "Accepted")
+
+    def plug(self, session: str) -> None:
+        self.update(status="charging", session_id=session, energy_wh=1_000_000.0,
+                    current_a=(0.0, 0.0, 0.0), phases=3)  # fmt: skip
+
+    @property
+    def amps(self) -> float:
+        return self.commands[-1] if self.commands else 0.0
+
+
+@pytest.fixture
+async def depot(tmp_path: Path) -> AsyncIterator[tuple[Hub, SimClock, list[LabCharger]]]:
+    config = {"site": SITE, "smart_charging": {"interval": 5, "plan": False}}
+    (tmp_path / "configuration.yaml").write_text(yaml.safe_dump(config))
+    clock = SimClock(start=START)
+    hub = create_hub(tmp_path, clock=clock)
+    await hub.start()
+    chargers = [LabCharger(f"bay_{n}") for n in (1, 2, 3)]
+    await hub.entities.add("lab", chargers)
+    hub.states.set("sensor.grid_power", 0.0, unit="kW")
+    yield hub, clock, chargers
+    await hub.stop()
+
+
+async def settle(hub: Hub, clock: SimClock, seconds: float = 6) -> None:
+    await clock.advance(seconds)
+    await hub.block_till_done()
+
+
+async def test_sessions_share_the_circuit_and_say_why(depot: Any) -> None:
+    hub, clock, (a, b, c) = depot
+    a.plug("s1")
+    await settle(hub, clock)
+    assert a.amps == 32.0
+    b.plug("s2")
+    c.plug("s3")
+    await settle(hub, clock)
+    # 3-phase sessions on one 32 A circuit: ~10.6 A each, never more than 32 A on any phase
+    assert sum(x.amps for x in (a, b, c)) <= 32.0 + 1e-9
+    assert min(x.amps for x in (a, b, c)) >= 10.0
+    reason = hub.states.get("charger.bay_2").attributes["limit_reason"]
+    assert "row_1" in reason
+
+
+async def test_site_limit_pause_and_emergency_stop(depot: Any) -> None:
+    hub, clock, chargers = depot
+    for n, charger in enumerate(chargers):
+        charger.plug(f"s{n}")
+    await settle(hub, clock)
+    await hub.services.call("charging", "set_site_limit", {"limit_kw": 11.0})
+    await settle(hub, clock)
+    total_kw = sum(x.amps for x in chargers) * 3 * 230 / 1000
+    assert total_kw <= 11.0 + 1e-6
+    assert "site limit 11 kW" in hub.states.get("charger.bay_1").attributes["limit_reason"]
+
+    await hub.services.call("charging", "set_site_limit", {"limit_kw": None})
+    await hub.services.call("charging", "pause", {"entity_id": "charger.bay_1"})
+    await settle(hub, clock)
+    assert chargers[0].amps == 0.0
+    assert hub.states.get("charger.bay_1").attributes["limit_reason"] == "paused by charging.pause"
+    assert chargers[1].amps == pytest.approx(16.0, abs=0.2)  # the other two share 32 A
+
+    await hub.services.call("charging", "emergency_stop")
+    assert [x.amps for x in chargers] == [0.0, 0.0, 0.0]
+    await settle(hub, clock, 30)
+    assert [x.amps for x in chargers] == [0.0, 0.0, 0.0]  # held
+    await hub.services.call("charging", "release")
+    await hub.services.call("charging", "resume", {"entity_id": "charger.bay_1"})
+    await settle(hub, clock)
+    assert all(x.amps >= 10.0 for x in chargers)
+
+
+async def test_a_charger_that_ignores_its_limit_is_counted_at_its_max(depot: Any) -> None:
+    hub, clock, (a, b, _) = depot
+    a.plug("s1")
+    b.plug("s2")
+    await settle(hub, clock)
+    b.obey = False
+    for n in range(8):  # draws its max whatever it is told, and reports it every 5 s
+        b.update(current_a=(32.0, 32.0, 32.0), energy_wh=1_000_000.0 + 100 * n)
+        await settle(hub, clock, 5)
+    assert a.amps == 0.0  # the circuit is full with the rogue charger counted at 32 A
+    assert "not" in hub.states.get("charger.bay_2").attributes["limit_reason"].lower()
+    b.obey = True
+    for n in range(8):
+        b.update(current_a=(b.amps,) * 3, energy_wh=1_001_000.0 + 100 * n)
+        await settle(hub, clock, 5)
+    assert a.amps > 0
+
+
+async def test_non_ev_load_from_the_grid_meter_is_left_alone(depot: Any) -> None:
+    hub, clock, (a, _, _) = depot
+    a.plug("s1")
+    await settle(hub, clock)
+    # 80 A per phase of building load (55.2 kW) on a 100 A connection: 20 A left for the car
+    hub.states.set("sensor.grid_power", 55.2 + a.amps * 3 * 0.23, unit="kW")
+    await settle(hub, clock)
+    assert a.amps == pytest.approx(20.0, abs=0.3)
+
+
+async def test_the_plan_moves_charging_to_cheap_slots(tmp_path: Path) -> None:
+    config = {"site": SITE, "smart_charging": {"interval": 5, "tariff": "grid_import"}}
+    (tmp_path / "configuration.yaml").write_text(yaml.safe_dump(config))
+    clock = SimClock(start=START)
+    hub = create_hub(tmp_path, clock=clock)
+    await hub.start()
+    try:
+        # expensive until 22:00 UTC, cheap after: 6 hours for 10 kWh is plenty
+        slots = [Slot(START + timedelta(hours=h), START + timedelta(hours=h + 1),
+                      0.40 if h < 6 else 0.10) for h in range(24)]  # fmt: skip
+        SignalStore.of(hub).publish("prices.grid_import", TimeSeries(slots, unit="EUR/kWh"))
+        charger = LabCharger("bay_1")
+        await hub.entities.add("lab", [charger])
+        hub.states.set("sensor.grid_power", 0.0, unit="kW")
+        charger.plug("s1")
+        await settle(hub, clock)
+        await hub.services.call(
+            "charging", "set_vehicle_goal",
+            {"entity_id": "charger.bay_1", "energy_kwh": 10,
+             "departure": (START + timedelta(hours=12)).isoformat()},
+        )  # fmt: skip
+        await settle(hub, clock)
+        assert charger.amps == 0.0
+        assert "plan: 0.0 kW" in hub.states.get("charger.bay_1").attributes["limit_reason"]
+        await clock.advance(6 * 3600 + 60)
+        await hub.block_till_done()
+        assert charger.amps > 6.0
+        assert "plan:" in hub.states.get("charger.bay_1").attributes["limit_reason"]
+    finally:
+        await hub.stop()

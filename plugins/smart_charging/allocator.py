@@ -23,7 +23,8 @@ The rules, in the order they apply:
   counted at its maximum (the lower of charger and vehicle max, or its measured draw if higher),
   keeps its last command (`send` False; re-sending is the caller's policy) and says so.
 - Each session's range is [min, cap]: min = the larger of the charger's `min_current` and the
-  vehicle's `min_a`; cap = the lowest of the plan's target, the under-draw hold, the vehicle's
+  vehicle's `min_a`; cap = the lowest of the plan's target (a target between 0 and the min is
+  raised to the min: the plan wants energy now), the under-draw hold, the vehicle's
   max (A or kW), the charger's max (A or kW) and any `caps_kw` on the charger, else 63 A (a Type 2
   connector's most). A session whose cap is below its min is paused (0), never given a value
   between 0 and its min: an AC charger below 6 A cannot charge, it pauses.
@@ -281,12 +282,19 @@ def _prepare(
         hard_max = min(wiring, default=AC_DEFAULT_MAX_A)
 
     soft: list[tuple[float, str]] = []
-    why = f" ({demand.target_reason})" if demand.target_reason else ""
-    if demand.target_a is not None:
-        soft.append((demand.target_a, f"plan: {demand.target_a:g} A{why}"))
-    if demand.target_kw is not None:
-        soft.append((amps(demand.target_kw), f"plan: {demand.target_kw:g} kW{why}"))
     min_a = max(node.min_current, demand.min_a or 0.0)
+    why = f" ({demand.target_reason})" if demand.target_reason else ""
+    planned = []
+    if demand.target_a is not None:
+        planned.append((demand.target_a, f"plan: {demand.target_a:g} A{why}"))
+    if demand.target_kw is not None:
+        planned.append((amps(demand.target_kw), f"plan: {demand.target_kw:g} kW{why}"))
+    for target, text in planned:
+        # The LP knows no minimum: a plan of 4 A means "some energy now", and pausing would
+        # lose it for good. The least an AC car can take is given instead (limits still apply).
+        if 0 < target < min_a - _EPS:
+            target, text = min_a, f"{text}, raised to the {min_a:g} A minimum"
+        soft.append((target, text))
     if demand.measured_a and demand.under_draw_s >= UNDER_DRAW_AFTER_S:
         drawn = peak(demand.measured_a, phases)
         held = max(min_a, drawn + RAMP_MARGIN_A)

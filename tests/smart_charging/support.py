@@ -140,8 +140,13 @@ def range_violations(
         node = site.node(d.charger)
         assert isinstance(node, ChargerNode)
         volts, low = site.voltage, max(node.min_current, d.min_a or 0)
-        highs = [node.rated_current, d.max_a, d.target_a]
-        kws = [node.max_power_kw, d.max_kw, d.target_kw]
+        targets = [d.target_a]
+        if d.target_kw is not None:
+            targets.append(d.target_kw * 1000 / (a.phases * volts))
+        # a plan between 0 and the minimum is raised to the minimum (the plan wants energy now)
+        highs = [node.rated_current, d.max_a]
+        highs += [max(t, low) if 0 < t < low else t for t in targets if t is not None]
+        kws = [node.max_power_kw, d.max_kw]
         highs += [kw * 1000 / (a.phases * volts) for kw in kws if kw is not None]
         high = min((h for h in highs if h is not None), default=63.0)
         if not low - TOLERANCE <= a.current_a <= high + TOLERANCE:

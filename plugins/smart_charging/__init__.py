@@ -31,7 +31,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("hysteresis_a", default=1.0): _POSITIVE,
         vol.Optional("tolerance_a", default=1.0): _POSITIVE,
         vol.Optional("plan", default=True): bool,
-        vol.Optional("plan_time_limit", default=5.0): vol.All(
+        vol.Optional("plan_time_limit", default=10.0): vol.All(
             vol.Coerce(float), vol.Range(min=0.1)
         ),
         vol.Optional("tariff", default="grid_import"): vol.Match(r"^[a-z0-9_]+$"),

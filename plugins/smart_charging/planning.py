@@ -51,6 +51,7 @@ class Planner:
         self._task: asyncio.Task[None] | None = None
         self._next: PlanInputs | None = None
         self.peak_so_far_kw = 0.0
+        self._said: dict[str, float] = {}  # shortfalls already logged, kWh
 
     def stop(self) -> None:
         if self._task is not None:
@@ -78,10 +79,17 @@ class Planner:
             )
             self.plan = result
             for short in result.shortfalls:
+                # Every arrival re-plans: say it again only when it changed by a kWh or more.
+                said = self._said.get(short.vehicle_id)
+                if said is not None and abs(said - short.missing_kwh) < 1.0:
+                    continue
+                self._said[short.vehicle_id] = short.missing_kwh
                 _LOGGER.warning(
                     "%s will be %.1f kWh short: %s", short.vehicle_id, short.missing_kwh,
                     short.reason,
                 )  # fmt: skip
+            short_now = {s.vehicle_id for s in result.shortfalls}
+            self._said = {v: kwh for v, kwh in self._said.items() if v in short_now}
             self.hub.bus.fire(
                 EVENT_PLANNED,
                 {"status": result.status, "vehicles": len(problem.vehicles),

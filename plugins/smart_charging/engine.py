@@ -130,6 +130,8 @@ class Engine:
         new = event.data["new_state"]
         if new is None or new.state in ("offline", "unavailable"):
             self._idle.pop(entity_id, None)  # it may come back with its own default: tell again
+        elif entity_id not in self.sessions and self._idle.get(entity_id) != 0.0:
+            self.request_round()  # a charger just (re)appeared: its 0 A default goes out now
         session = new.attributes.get("session_id") if new is not None else None
         tracked = self.sessions.get(entity_id)
         old = event.data["old_state"]
@@ -175,7 +177,16 @@ class Engine:
             _LOGGER.exception("allocation failed; pausing every session until it works again")
             await self._stop_all("allocation failed: paused for safety")
             return []
-        sends = [self._apply(a, now) for a in allocations]
+
+        # Lower limits first, and only once they are acknowledged the higher ones: two chargers
+        # trading capacity must never both hold their larger share at the same moment.
+        def lower(a: Allocation) -> bool:
+            last = self.sessions[a.charger].last_command_a if a.charger in self.sessions else None
+            return last is None or a.current_a < last
+
+        decreases = [self._apply(a, now) for a in allocations if lower(a)]
+        await asyncio.gather(*(s for s in decreases if s is not None))
+        sends = [self._apply(a, now) for a in allocations if not lower(a)]
         for t in paused:
             if t.last_command_a != 0:
                 sends.append(self._command(t, 0.0, "paused by charging.pause", now))

@@ -19,6 +19,7 @@ import voluptuous as vol
 
 from hub.core import Hub
 from hub.plugins import hookimpl
+from plugins.smart_charging import cli
 from plugins.smart_charging.engine import Engine
 from plugins.smart_charging.services import register_services
 
@@ -70,3 +71,8 @@ def hub_teardown(hub: Hub) -> None:
 @hookimpl
 def hub_register_services(hub: Hub, register: Callable[..., None]) -> None:
     register_services(hub.data[DOMAIN], register)
+
+
+@hookimpl
+def hub_cli_commands(register: Callable[..., None]) -> None:
+    cli.register_commands(register)

@@ -13,7 +13,6 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from hub.bus import Context
 from hub.security import async_hash_password, async_verify_password, is_password_hash
 from hub.storage.store import JsonStore
 
@@ -168,7 +167,6 @@ class ChargerRegistry:
         *,
         security_profile: int,
         password: str | None,
-        context: Context | None = None,
     ) -> ChargerAccount:
         account = self.accounts.get(charger_id)
         if account is None:

@@ -183,7 +183,7 @@ def register_services(hub: Hub, server: OcppServer, register: Callable[..., None
         charger_id = c.data["charger_id"]
         await server.registry.approve(
             charger_id, security_profile=c.data["security_profile"],
-            password=c.data.get("password"), context=c.context,
+            password=c.data.get("password"),
         )  # fmt: skip
         conn = server.connections.get(charger_id)
         if conn is not None and c.data["security_profile"] > 0:

@@ -89,6 +89,13 @@ class Station:
             raise ConnectionError(f"charger {self.id} is offline")
         return await self.endpoint.call(action, payload, timeout)
 
+    def heartbeat(self) -> datetime:
+        """Note a heartbeat on every connector (published with their next state change)."""
+        now = self.hub.now()
+        for entity in self.connectors.values():
+            entity.data.last_heartbeat = now
+        return now
+
     def publish(self) -> None:
         """Push station-wide facts (boot data, online) into every connector's state."""
         for entity in self.connectors.values():

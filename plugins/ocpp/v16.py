@@ -117,10 +117,7 @@ class V16:
             await self.server.local_lists.after_boot(self.station)
 
     def heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:
-        now = self.hub.now()
-        for entity in self.station.connectors.values():
-            entity.data.last_heartbeat = now
-        return {"currentTime": iso(now)}
+        return {"currentTime": iso(self.station.heartbeat())}
 
     async def status_notification(self, p: dict[str, Any]) -> dict[str, Any]:
         number = p["connectorId"]

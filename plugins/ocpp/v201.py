@@ -125,10 +125,7 @@ class V201:
             await self.server.local_lists.after_boot(self.station)
 
     def heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:
-        now = self.hub.now()
-        for entity in self.station.connectors.values():
-            entity.data.last_heartbeat = now
-        return {"currentTime": iso(now)}
+        return {"currentTime": iso(self.station.heartbeat())}
 
     async def notify_report(self, p: dict[str, Any]) -> dict[str, Any]:
         evses = apply_report(self.station, p.get("reportData", ()))

@@ -74,7 +74,6 @@ class Engine:
         self.node_caps: dict[str, Cap] = {}  # charging.set_site_limit / set_node_limit
         self.charger_caps: dict[str, float] = {}  # charging.set_charger_limit, amps
         self.emergency = False
-        self.last: dict[str, Allocation] = {}
         self.planner = Planner(hub, site, conf)
         self._timer: Timer | None = None
         self._pending: Timer | None = None
@@ -194,7 +193,6 @@ class Engine:
             if entity_id not in self.sessions and self._idle.get(entity_id) != 0.0:
                 sends.append(self._idle_default(entity_id))
         await asyncio.gather(*(s for s in sends if s is not None))
-        self.last = {a.charger: a for a in allocations}
         self.hub.bus.fire(EVENT_ALLOCATED, {"allocations": len(allocations), "time": now})
         return allocations
 

@@ -168,6 +168,11 @@ class ChargerData:
     min_current_a: float | None = None
     max_current_a: float | None = None
     max_power_w: float | None = None
+    # What the vehicle itself asked for (ISO 15118 charging needs, or a vendor's equivalent):
+    # the smart-charging engine plans with it wherever nobody set a goal by hand.
+    ev_energy_wh: float | None = None  # energy requested when the needs were sent
+    ev_departure: datetime | None = None
+    ev_max_power_w: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # vendor specifics shown as attributes
 
 

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 from hub.bus import Context
 from hub.charging.auth import AuthorizationResult, AuthorizationStatus, IdToken, authorize
 from hub.charging.charger import ChargingSchedule, CommandResult
-from plugins.ocpp.rpc import CallErrorReceived
+from plugins.ocpp.rpc import CallErrorReceived, OcppCallError
 from plugins.ocpp.transactions import apply_readings, parse_meter_values
 from plugins.ocpp.v201_model import (
     REMOTE_START_TTL,
     apply_report,
     charging_schedule,
+    ev_needs,
     id_token_info,
     iso,
     state_of,
@@ -223,7 +224,12 @@ class V201:
         entity = self.station.connectors.get(number)
         if entity is not None:
             entity.data.extra["ev_needs"] = needs
-            entity.write_state()
+            try:
+                entity.update(**ev_needs(p["chargingNeeds"]))
+            except (KeyError, TypeError, ValueError, OcppCallError) as err:
+                # Schema-valid but unusable (a zero voltage, a bad date): kept raw, not planned on.
+                _LOGGER.warning("%s: charging needs not used: %s", self.station.id, err)
+                entity.write_state()
         self._fire(
             "ocpp_ev_charging_needs",
             {"evse": number, "entity_id": entity.entity_id if entity else None, "needs": needs},

@@ -5,6 +5,7 @@ translations (status, idTokenInfo, charging schedules) the 2.0.1 adapter shares 
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from hub.charging.charger import ChargingSchedule, ConnectorStatus
 from hub.charging.session import REGISTER, MeterReading, Session
 from plugins.ocpp.schedule import charging_schedule as ocpp_schedule
 from plugins.ocpp.schedule import iso
+from plugins.ocpp.transactions import parse_timestamp
 
 if TYPE_CHECKING:
     from plugins.ocpp.station import Station
@@ -206,3 +208,34 @@ def charging_schedule(
 ) -> dict[str, Any]:
     """A 2.0.1 ChargingScheduleType: the shared periods plus the schedule id 2.0.1 requires."""
     return {"id": 1, **ocpp_schedule(schedule, rate_units, phases)}
+
+
+_NEEDS_PHASES = {"AC_single_phase": 1, "AC_two_phase": 2, "AC_three_phase": 3}
+
+
+def ev_needs(needs: Mapping[str, Any]) -> dict[str, Any]:
+    """ChargingNeedsType (ISO 15118 via NotifyEVChargingNeeds) as the neutral `ev_*` fields of
+    ChargerData: energy in Wh, departure, and the most the vehicle takes in W."""
+    out: dict[str, Any] = {"ev_energy_wh": None, "ev_departure": None, "ev_max_power_w": None}
+    if "departureTime" in needs:
+        out["ev_departure"] = parse_timestamp(needs["departureTime"])
+    ac, dc = needs.get("acChargingParameters"), needs.get("dcChargingParameters")
+    if ac:
+        out["ev_energy_wh"] = float(ac["energyAmount"])
+        # ISO 15118-2 gives the EV's AC voltage per phase, but stations are seen sending the
+        # line-to-line value (400 V): a value above any phase voltage is taken as line-to-line.
+        volts = float(ac["evMaxVoltage"])
+        volts = volts / math.sqrt(3) if volts > 260 else volts
+        phases = _NEEDS_PHASES.get(needs.get("requestedEnergyTransfer", ""), 3)
+        out["ev_max_power_w"] = float(ac["evMaxCurrent"]) * volts * phases
+    elif dc:
+        if dc.get("energyAmount") is not None:
+            out["ev_energy_wh"] = float(dc["energyAmount"])
+        elif dc.get("evEnergyCapacity") and dc.get("stateOfCharge") is not None:
+            missing = max(0.0, float(dc.get("fullSoC", 100)) - dc["stateOfCharge"])
+            out["ev_energy_wh"] = missing / 100 * dc["evEnergyCapacity"]
+        power = dc.get("evMaxPower") or float(dc["evMaxCurrent"]) * float(dc["evMaxVoltage"])
+        out["ev_max_power_w"] = float(power)
+        if dc.get("stateOfCharge") is not None:
+            out["soc"] = float(dc["stateOfCharge"])
+    return out

@@ -53,7 +53,10 @@ class Tracked:
     under_since: datetime | None = None
     priority: int = 0
     paused: bool = False
-    goal: Goal = field(default_factory=Goal)
+    goal: Goal = field(default_factory=Goal)  # set by hand (charging.set_vehicle_goal)
+    ev_goal: Goal = field(default_factory=Goal)  # what the vehicle asked for (ISO 15118)
+    ev_max_kw: float | None = None
+    ev_sent: tuple[Any, ...] | None = None  # the needs ev_goal was made from
 
 
 def _new_reading(old: Any, new: Any) -> bool:
@@ -136,6 +139,8 @@ class Engine:
         old = event.data["old_state"]
         if tracked is not None and old is not None and new is not None and _new_reading(old, new):
             tracked.measured_at = self.hub.now()
+        if tracked is not None and new is not None and tracked.session_id == session:
+            self._ev_needs(tracked, new.attributes)
         if session and (tracked is None or tracked.session_id != session):
             self._idle.pop(entity_id, None)
             self._arrive(entity_id, new.attributes)
@@ -145,9 +150,10 @@ class Engine:
             self.request_round()
 
     def _arrive(self, entity_id: str, attributes: Mapping[str, Any]) -> None:
-        self.sessions[entity_id] = Tracked(
+        tracked = self.sessions[entity_id] = Tracked(
             entity_id, attributes.get("session_id"), self.hub.now(), attributes.get("energy_wh")
         )
+        self._ev_needs(tracked, attributes, replan=False)
         self.planner.request(self.inputs())
         self.request_round()
 
@@ -335,12 +341,16 @@ class Engine:
             node = self.nodes[t.entity_id]
             wanted = t.goal.energy_kwh
             if wanted is None:
+                wanted = t.ev_goal.energy_kwh
+            if wanted is None:
                 wanted = self.conf["default_energy_kwh"]
             if node.dc:
                 max_kw = node.max_power_kw or 50.0
             else:
                 amps = node.rated_current or 32.0
                 max_kw = amps * node.phases * self.site.voltage / 1000
+            if t.ev_max_kw is not None:
+                max_kw = min(max_kw, t.ev_max_kw)
             vehicles.append(
                 VehicleNeed(
                     id=t.entity_id,
@@ -357,6 +367,25 @@ class Engine:
         base_kw = max(0.0, sum(base) * self.site.voltage / 1000)
         return PlanInputs(tuple(vehicles), dict(self.node_caps), base_kw, now)
 
+    def _ev_needs(self, t: Tracked, attributes: Mapping[str, Any], *, replan: bool = True) -> None:
+        """Take the vehicle's own request (ISO 15118 needs) as its goal when it sends a new one.
+
+        The energy it asks for is counted from when it asked: a car that reports 30 kWh after
+        taking 5 wants 35 in the session.
+        """
+        sent = tuple(attributes.get(k) for k in ("ev_energy_wh", "ev_departure", "ev_max_power_w"))
+        if sent == t.ev_sent:
+            return
+        t.ev_sent = sent
+        energy_wh, departure, max_w = sent
+        t.ev_goal = Goal(
+            energy_kwh=None if energy_wh is None else self.delivered_kwh(t) + energy_wh / 1000,
+            departure=datetime.fromisoformat(departure) if isinstance(departure, str) else None,
+        )
+        t.ev_max_kw = None if not max_w else max_w / 1000
+        if replan:
+            self.planner.request(self.inputs())
+
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -370,4 +399,5 @@ class Engine:
         return max(0.0, (now_wh - t.register_wh) / 1000)
 
     def departure(self, t: Tracked) -> datetime:
-        return t.goal.departure or t.arrived + timedelta(hours=self.conf["default_dwell_hours"])
+        default = t.arrived + timedelta(hours=self.conf["default_dwell_hours"])
+        return t.goal.departure or t.ev_goal.departure or default

@@ -466,6 +466,21 @@ async def test_ev_charging_needs_and_schedule_are_captured(tmp_path: Path) -> No
         assert hub.states.get(ENTITY).attributes["ev_needs"]["departureTime"] == (
             "2026-03-02T15:00:00Z"
         )
+        # ...and as the neutral fields the smart-charging engine plans with: 400 V is taken as
+        # line-to-line, so 32 A on three phases of 230.9 V
+        attributes = hub.states.get(ENTITY).attributes
+        assert attributes["ev_energy_wh"] == 30_000
+        assert attributes["ev_departure"] == "2026-03-02T15:00:00+00:00"
+        assert attributes["ev_max_power_w"] == pytest.approx(32 * 400 / 3**0.5 * 3)
+        dc = {"requestedEnergyTransfer": "DC",
+              "dcChargingParameters": {"evMaxCurrent": 200, "evMaxVoltage": 800,
+                                       "evMaxPower": 150_000, "stateOfCharge": 35,
+                                       "evEnergyCapacity": 80_000, "fullSoC": 90}}  # fmt: skip
+        await cp.call(call.NotifyEVChargingNeeds(charging_needs=dc, evse_id=1))
+        attributes = hub.states.get(ENTITY).attributes
+        assert attributes["ev_energy_wh"] == pytest.approx(44_000)  # (90 - 35) % of 80 kWh
+        assert attributes["ev_max_power_w"] == 150_000 and attributes["soc"] == 35
+        assert attributes["ev_departure"] is None
         plan = {"id": 1, "chargingRateUnit": "W",
                 "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 11000}]}  # fmt: skip
         answer = await cp.call(call.NotifyEVChargingSchedule(

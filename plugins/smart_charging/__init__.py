@@ -8,6 +8,8 @@ the optimizer's plan (prices, demand charges, caps, departures) and explains eve
       horizon_hours: 24
       default_energy_kwh: 30   # a session's goal until a driver, fleet or ISO 15118 says otherwise
       default_dwell_hours: 8
+      demand_period: month     # the demand charge bills the highest 15-min average per month|day
+      peak_hint_factor: 0.95   # plan as if this share of last period's peak were already paid
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("tariff", default="grid_import"): vol.Match(r"^[a-z0-9_]+$"),
         vol.Optional("export_tariff", default="grid_export"): vol.Match(r"^[a-z0-9_]+$"),
         vol.Optional("demand_charge"): _POSITIVE,
+        vol.Optional("demand_period", default="month"): vol.In(("month", "day")),
+        vol.Optional("peak_hint_factor", default=0.95): vol.All(
+            vol.Coerce(float), vol.Range(min=0, max=1)
+        ),
         vol.Optional("horizon_hours", default=24): vol.All(int, vol.Range(min=1, max=72)),
         vol.Optional("default_energy_kwh", default=30.0): _POSITIVE,
         vol.Optional("default_dwell_hours", default=8.0): vol.All(

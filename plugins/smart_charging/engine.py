@@ -89,6 +89,7 @@ class Engine:
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
+        self.planner.peak.load()
         bus = self.hub.bus
         self._unsubscribe = [
             bus.listen(EVENT_STATE_CHANGED, self._on_state, self._managed),
@@ -199,6 +200,7 @@ class Engine:
             if entity_id not in self.sessions and self._idle.get(entity_id) != 0.0:
                 sends.append(self._idle_default(entity_id))
         await asyncio.gather(*(s for s in sends if s is not None))
+        self.planner.peak.sample(self._site_import_kw())
         self.hub.bus.fire(EVENT_ALLOCATED, {"allocations": len(allocations), "time": now})
         return allocations
 
@@ -292,6 +294,19 @@ class Engine:
     def _entity(self, entity_id: str) -> ChargerEntity | None:
         entity = self.hub.entities.live(entity_id)
         return entity if isinstance(entity, ChargerEntity) else None
+
+    def _site_import_kw(self) -> float:
+        """What the grid meter reads (the demand charge's measure), else what the chargers draw."""
+        meter = self.site.meters.get("grid") if self.site.meters else None
+        state = self.hub.states.get(meter) if meter else None
+        if state is not None and state.available and isinstance(state.state, int | float):
+            return float(state.state) / (1 if state.unit == "kW" else 1000)
+        total = 0.0
+        for entity_id in self.nodes:
+            entity = self._entity(entity_id)
+            if entity is not None and entity.data.power_w:
+                total += entity.data.power_w / 1000
+        return total
 
     def _non_ev_load(self) -> dict[str, tuple[float, float, float]]:
         """Root non-EV amps per grid phase: the grid meter minus what the chargers draw."""

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from hub.charging.signals import SignalStore, TimeSeries
 from hub.charging.site import Site
-from plugins.smart_charging.optimizer import Plan, PlanProblem, VehicleNeed, plan
+from plugins.smart_charging.optimizer import Plan, PlanProblem, VehicleNeed
+from plugins.smart_charging.peak import PeakTracker
+from plugins.smart_charging.strategy import plan_smart
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -50,7 +52,7 @@ class Planner:
         self.plan: Plan | None = None
         self._task: asyncio.Task[None] | None = None
         self._next: PlanInputs | None = None
-        self.peak_so_far_kw = 0.0
+        self.peak = PeakTracker(hub, conf["demand_period"])
         self._said: dict[str, float] = {}  # shortfalls already logged, kWh
 
     def stop(self) -> None:
@@ -74,8 +76,12 @@ class Planner:
             problem = self.problem(inputs)
             # Seconds for a thousand vehicles (2.4 s on a depot day here): a thread keeps the
             # loop, and so every charger connection, live meanwhile.
+            hint = self.conf["peak_hint_factor"] * (self.peak.last_period_peak_kw or 0.0)
             result = await loop.run_in_executor(
-                None, lambda p=problem: plan(p, time_limit=self.conf["plan_time_limit"])
+                None,
+                lambda p=problem, h=hint: plan_smart(
+                    p, peak_hint_kw=h, time_limit=self.conf["plan_time_limit"]
+                ),
             )
             self.plan = result
             for short in result.shortfalls:
@@ -140,7 +146,7 @@ class Planner:
             base_load_kw=[inputs.base_kw] * slots,
             caps_kw=caps,
             demand_charge=self._demand_charge(),
-            peak_so_far_kw=self.peak_so_far_kw,
+            peak_so_far_kw=self.peak.peak_kw,
             vehicles=inputs.vehicles,
         )
 

@@ -21,11 +21,12 @@ The rules (docs/planning.md explains them to facility managers):
   HORIZON, up to the last of their departures (a horizon that cut a night in two would plan a
   peak at its end, and a planned peak is free to fill), with the period's peak so far. Departures
   trigger nothing: they were known at arrival.
-  smart = `optimizer.plan`, the HiGHS LP. Online with a demand charge it runs twice: the first
-  pass chooses the peak with the real prices, the second re-plans under that peak with a premium
-  of demand_charge / HEDGE_HOURS per kWh and hour of delay, so energy goes as early as the peak
-  allows: a cheaper quarter later is not worth the room a car not yet here may need (without
-  it the week's peak crept up night after night). With foresight nobody is unknown: one pass.
+  smart = `strategy.plan_smart`, the HiGHS LP as the live planner runs it. Online with a demand
+  charge it runs twice: the first pass chooses the peak with the real prices, the second
+  re-plans under that peak with a premium of demand_charge / HEDGE_HOURS per kWh and hour of
+  delay, so energy goes as early as the peak allows: a cheaper quarter later is not worth the
+  room a car not yet here may need (without it the week's peak crept up night after night).
+  With foresight nobody is unknown: one pass.
   llf = `heuristics.least_laxity_first`; greedy = each vehicle alone at its ceiling in its
   cheapest quarters, blind to the others and to the demand charge.
 - Acting on a plan. The LP is continuous, but an AC car pauses below its minimum (~6 A; the
@@ -51,7 +52,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -60,6 +61,7 @@ from hub.charging.site import ChargerNode, Site
 from plugins.smart_charging.allocator import AC_DEFAULT_MAX_A, SessionDemand, allocate
 from plugins.smart_charging.heuristics import least_laxity_first
 from plugins.smart_charging.optimizer import PlanProblem, VehicleNeed, plan, prepare
+from plugins.smart_charging.strategy import plan_smart
 from plugins.smart_charging.whatif_load import (
     EPS,
     QUARTER,
@@ -71,7 +73,6 @@ from plugins.smart_charging.whatif_load import (
 
 HORIZON = timedelta(hours=24)
 REPLAN_EVERY = timedelta(hours=1)
-HEDGE_HOURS = 24.0  # online, with a demand charge, a kWh delayed an hour costs demand_charge / this
 DEVIATION_KWH = 0.05  # this far behind its plan in one quarter: re-plan at the next
 POLICIES = ("uncontrolled", "smart", "llf", "greedy")
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # quarters start at :00, :15, ...
@@ -242,19 +243,7 @@ def greedy_plan(problem: PlanProblem) -> dict[str, tuple[float, ...]]:
 
 
 def _smart(problem: PlanProblem) -> Mapping[str, Sequence[float]]:
-    first = plan(problem)
-    if problem.demand_charge <= 0:
-        return first.power_kw
-    # The peak is chosen with the real prices; within it, energy goes as early as it can: a
-    # quarter-hour's cheaper price is not worth the room a car arriving later may need.
-    premium = problem.demand_charge / HEDGE_HOURS * (QUARTER / timedelta(hours=1))
-    root = problem.site.root.id
-    hedged = replace(
-        problem,
-        import_price=[p + premium * t for t, p in enumerate(problem.import_price)],
-        caps_kw={**problem.caps_kw, root: [first.peak_kw + 1e-6] * problem.slots},
-    )
-    return plan(hedged).power_kw
+    return plan_smart(problem, online=True).power_kw
 
 
 def _llf(problem: PlanProblem) -> Mapping[str, Sequence[float]]:
@@ -262,7 +251,7 @@ def _llf(problem: PlanProblem) -> Mapping[str, Sequence[float]]:
 
 
 def _smart_foresight(problem: PlanProblem) -> Mapping[str, Sequence[float]]:
-    return plan(problem).power_kw  # nobody unknown to leave room for: no hedge
+    return plan_smart(problem, online=False).power_kw  # nobody unknown to leave room for
 
 
 PLANNERS: dict[str, Planner] = {"smart": _smart, "llf": _llf, "greedy": greedy_plan}

@@ -37,6 +37,7 @@ class JsonStore:
         self.delay = delay
         self._producer: Callable[[], Any] | None = None
         self._timer: Timer | None = None
+        self._lock = asyncio.Lock()
 
     def load(self) -> Any:
         """The stored data, or None when there is none; a damaged file is set aside, not fatal."""
@@ -72,7 +73,10 @@ class JsonStore:
         if self._producer is None:
             return
         snapshot = self._producer()
-        await asyncio.get_running_loop().run_in_executor(None, self._encode_write, snapshot)
+        # One write at a time: two overlapping writes would race on the same temporary file
+        # (a simulated clock fires many saves at once), and the later snapshot must land last.
+        async with self._lock:
+            await asyncio.get_running_loop().run_in_executor(None, self._encode_write, snapshot)
 
     def _encode_write(self, snapshot: Any) -> None:
         self._write(self._encode(snapshot))

@@ -90,6 +90,7 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         self.planner.peak.load()
+        self.planner.base.load()
         bus = self.hub.bus
         self._unsubscribe = [
             bus.listen(EVENT_STATE_CHANGED, self._on_state, self._managed),
@@ -201,6 +202,7 @@ class Engine:
                 sends.append(self._idle_default(entity_id))
         await asyncio.gather(*(s for s in sends if s is not None))
         self.planner.peak.sample(self._site_import_kw())
+        self.planner.base.sample(self._base_kw())
         self.hub.bus.fire(EVENT_ALLOCATED, {"allocations": len(allocations), "time": now})
         return allocations
 
@@ -378,9 +380,11 @@ class Engine:
                     max_kw=max_kw,
                 )
             )
+        return PlanInputs(tuple(vehicles), dict(self.node_caps), self._base_kw(), now)
+
+    def _base_kw(self) -> float:
         base = self._non_ev_load()[self.site.root.id]
-        base_kw = max(0.0, sum(base) * self.site.voltage / 1000)
-        return PlanInputs(tuple(vehicles), dict(self.node_caps), base_kw, now)
+        return max(0.0, sum(base) * self.site.voltage / 1000)
 
     def _ev_needs(self, t: Tracked, attributes: Mapping[str, Any], *, replan: bool = True) -> None:
         """Take the vehicle's own request (ISO 15118 needs) as its goal when it sends a new one.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.charging.signals import SignalStore, TimeSeries
 from hub.charging.site import Site
+from plugins.smart_charging.baseload import BaseLoadProfile
 from plugins.smart_charging.optimizer import Plan, PlanProblem, VehicleNeed
 from plugins.smart_charging.peak import PeakTracker
 from plugins.smart_charging.strategy import plan_smart
@@ -35,7 +36,7 @@ class PlanInputs:
 
     vehicles: tuple[VehicleNeed, ...]
     node_caps: Mapping[str, Cap]
-    base_kw: float  # the site's non-EV load now, held over the horizon (no forecast yet)
+    base_kw: float  # the site's non-EV load now; later slots from the learned profile
     now: datetime
 
 
@@ -53,6 +54,7 @@ class Planner:
         self._task: asyncio.Task[None] | None = None
         self._next: PlanInputs | None = None
         self.peak = PeakTracker(hub, conf["demand_period"])
+        self.base = BaseLoadProfile(hub)
         self._said: dict[str, float] = {}  # shortfalls already logged, kWh
 
     def stop(self) -> None:
@@ -143,7 +145,7 @@ class Planner:
             site=self.site,
             import_price=import_price,
             export_price=[self._value(export, t, 0.0) for t in times] if export else None,
-            base_load_kw=[inputs.base_kw] * slots,
+            base_load_kw=self.base.forecast(times, inputs.base_kw),
             caps_kw=caps,
             demand_charge=self._demand_charge(),
             peak_so_far_kw=self.peak.peak_kw,

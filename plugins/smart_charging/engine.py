@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hub.bus import EVENT_STATE_CHANGED, Event
 from hub.charging.charger import ChargerEntity, ChargingSchedule, RateUnit
 from hub.charging.site import ChargerNode, Site
+from plugins.smart_charging import nodes
 from plugins.smart_charging.allocator import Allocation, Cap, SessionDemand, allocate
 from plugins.smart_charging.hysteresis import complies, draws_less
 from plugins.smart_charging.optimizer import VehicleNeed
@@ -201,6 +202,7 @@ class Engine:
             if entity_id not in self.sessions and self._idle.get(entity_id) != 0.0:
                 sends.append(self._idle_default(entity_id))
         await asyncio.gather(*(s for s in sends if s is not None))
+        self._publish_nodes(now)
         self.planner.peak.sample(self._site_import_kw())
         self.planner.base.sample(self._base_kw())
         self.hub.bus.fire(EVENT_ALLOCATED, {"allocations": len(allocations), "time": now})
@@ -296,6 +298,15 @@ class Engine:
     def _entity(self, entity_id: str) -> ChargerEntity | None:
         entity = self.hub.entities.live(entity_id)
         return entity if isinstance(entity, ChargerEntity) else None
+
+    def _publish_nodes(self, now: datetime) -> None:
+        amps = {}
+        for entity_id, node in self.nodes.items():
+            entity = self._entity(entity_id)
+            if entity is not None and entity.data.current_a:
+                amps[node.id] = tuple(a or 0.0 for a in entity.data.current_a)
+        base = self._non_ev_load()[self.site.root.id]
+        nodes.publish(self.hub, self.site, nodes.node_loads(self.site, amps, base), self._caps(now))
 
     def _site_import_kw(self) -> float:
         """What the grid meter reads (the demand charge's measure), else what the chargers draw."""

@@ -264,5 +264,7 @@ def hub_register_services(hub: Hub, register: Callable[..., None]) -> None:
 
 @hookimpl
 def hub_template_functions(register: Callable[..., None]) -> None:
-    register("price_at", template_price_at)
-    register("cheapest_slots", template_cheapest_slots)
+    # `price_at` and `cheapest_slots` are the core's (hub/automation/template_functions.py);
+    # these give a tariff's view: periods with their prices, in local time.
+    register("tariff_price", template_price_at)
+    register("cheapest_periods", template_cheapest_slots)

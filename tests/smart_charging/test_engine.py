@@ -233,3 +233,30 @@ async def test_the_vehicles_own_needs_are_its_goal_until_someone_sets_one(tmp_pa
         assert need.departure == START + timedelta(hours=12)
     finally:
         await hub.stop()
+
+
+async def test_every_node_shows_its_load_its_limits_and_the_room_left(depot: Any) -> None:
+    hub, clock, (a, _, _) = depot
+    a.plug("s1")
+    await settle(hub, clock)
+    a.update(current_a=(a.amps,) * 3)
+    # 10 A per phase of building load on top of the car, seen by the grid meter
+    hub.states.set("sensor.grid_power", (10 + a.amps) * 3 * 0.23, unit="kW")
+    await hub.services.call("charging", "set_site_limit", {"limit_kw": 60})
+    await settle(hub, clock)
+    amps = a.amps
+    row = hub.states.get("site_node.row_1")
+    assert row is not None and row.unit == "kW"
+    assert row.attributes["current_a"] == [round(amps, 1)] * 3
+    assert row.attributes["max_current"] == [32, 32, 32]
+    assert row.attributes["headroom_a"] == [round(32 - amps, 1)] * 3
+    assert row.attributes["parent"] == "depot" and row.attributes["kind"] == "circuit"
+    site = hub.states.get("site_node.depot")
+    assert site is not None
+    assert site.attributes["current_a"] == [pytest.approx(10 + amps, abs=0.1)] * 3
+    assert site.state == pytest.approx((10 + amps) * 3 * 0.23, abs=0.1)
+    assert site.attributes["cap_kw"] == 60 and "60 kW" in site.attributes["cap_reason"]
+    # the circuit's room is its own or the site's, whichever is less
+    assert row.attributes["available_kw"] == pytest.approx(
+        min(row.attributes["headroom_kw"], site.attributes["headroom_kw"]), abs=0.01
+    )

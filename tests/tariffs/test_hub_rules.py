@@ -178,7 +178,10 @@ async def test_template_functions_read_the_published_prices(make_hub: MakeHub) -
     )
     functions = hub.plugins.collect("hub_template_functions")
 
-    assert functions == {"price_at": template_price_at, "cheapest_slots": template_cheapest_slots}
+    assert functions == {
+        "tariff_price": template_price_at,
+        "cheapest_periods": template_cheapest_slots,
+    }
     assert all(getattr(f, "pass_hub", False) for f in functions.values())
     assert template_price_at(hub, "tariff.grid_import") == 0.25
     assert template_price_at(hub, "tariff.grid_import", "2026-03-02T13:00:00") == 0.40  # local
@@ -194,7 +197,7 @@ async def test_template_functions_read_the_published_prices(make_hub: MakeHub) -
     env = ImmutableSandboxedEnvironment()
     env.globals.update({n: functools.partial(f, hub) for n, f in functions.items()})
     template = env.from_string(
-        "{{ price_at('tariff.grid_import') }} "
-        "{{ cheapest_slots('tariff.grid_import', 1)[0].price }}"
+        "{{ tariff_price('tariff.grid_import') }} "
+        "{{ cheapest_periods('tariff.grid_import', 1)[0].price }}"
     )
     assert template.render() == "0.25 0.25"

@@ -285,10 +285,9 @@ async def test_render_complex_walks_dicts_and_lists(hub: Hub) -> None:
     ],
 )
 def test_runaway_and_unsafe_templates_fail_fast_and_cleanly(source: str, message: str) -> None:
-    started = time.perf_counter()
+    # Bounded by counted steps and sizes, not by a timer: the same on a loaded machine.
     with pytest.raises(TemplateError, match=message):
         Template(source).render()
-    assert time.perf_counter() - started < 2.0
 
 
 def test_harmless_uses_of_the_same_features_still_work() -> None:

@@ -87,6 +87,7 @@ class Engine:
         # instead of drawing the charger's maximum until the next round (and tripping a breaker
         # when several arrive at once). What each was last told, so it is sent once.
         self._idle: dict[str, float] = {}
+        self._cap_timer: Timer | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -95,7 +96,7 @@ class Engine:
         bus = self.hub.bus
         self._unsubscribe = [
             bus.listen(EVENT_STATE_CHANGED, self._on_state, self._managed),
-            bus.listen("signal_updated", lambda e: self.planner.request(self.inputs())),
+            bus.listen("signal_updated", self._on_signal),
         ]
         for entity_id in self.nodes:
             state = self.hub.states.get(entity_id)
@@ -103,7 +104,37 @@ class Engine:
                 self._arrive(entity_id, state.attributes)
         self._schedule()
 
+    def _on_signal(self, event: Event) -> None:
+        self.planner.request(self.inputs())
+        if str(event.data.get("name", "")).startswith("caps."):
+            # A cap published, moved or released applies now, not at the next tick, and every
+            # later step of it (a ramp, its end) at the second it starts.
+            self.request_round()
+            self._watch_caps()
+
+    def _watch_caps(self) -> None:
+        if self._cap_timer is not None:
+            self._cap_timer.cancel()
+            self._cap_timer = None
+        now = self.hub.now()
+        edges = [
+            edge
+            for series in self.planner.cap_signals().values()
+            for slot in series.slots
+            for edge in (slot.start, slot.end)
+            if edge > now
+        ]
+        if edges:
+            self._cap_timer = self.hub.clock.call_at(min(edges), self._cap_edge)
+
+    def _cap_edge(self) -> None:
+        self._cap_timer = None
+        self.hub.create_task(self.round(), "smart charging round at a cap's edge")
+        self._watch_caps()
+
     def stop(self) -> None:
+        if self._cap_timer is not None:
+            self._cap_timer.cancel()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         for timer in (self._timer, self._pending):

@@ -135,7 +135,11 @@ class Planner:
         for name, series in self.cap_signals().items():
             node = name.removeprefix("caps.")
             node = self.site.root.id if node == "site" else node
-            caps[node] = [series.value_at(t) for t in times]
+            # The tightest value within each slot: a cap starting at 17:07 binds the 17:00 slot.
+            caps[node] = [
+                min((p.value for p in series.slots_between(t, t + SLOT)), default=None)
+                for t in times
+            ]
         for node, cap in inputs.node_caps.items():
             row = caps.setdefault(node, [None] * slots)
             caps[node] = [cap.kw if v is None else min(v, cap.kw) for v in row]

@@ -260,3 +260,24 @@ async def test_every_node_shows_its_load_its_limits_and_the_room_left(depot: Any
     assert row.attributes["available_kw"] == pytest.approx(
         min(row.attributes["headroom_kw"], site.attributes["headroom_kw"]), abs=0.01
     )
+
+
+async def test_a_cap_applies_at_its_start_to_the_second_and_releases_at_its_end(
+    depot: Any,
+) -> None:
+    hub, clock, (a, _, _) = depot
+    a.plug("s1")
+    await settle(hub, clock)
+    assert a.amps == 32.0
+    start = hub.now() + timedelta(seconds=601)  # between two of the engine's 5 s rounds
+    cap = TimeSeries([Slot(start, start + timedelta(minutes=10), 6.9)], unit="kW")
+    SignalStore.of(hub).publish("caps.site", cap)
+    await clock.advance_to(start - timedelta(seconds=1))
+    await hub.block_till_done()
+    assert a.amps == 32.0
+    await clock.advance_to(start)
+    await hub.block_till_done()
+    assert a.amps == pytest.approx(10.0, abs=0.1)  # 6.9 kW / (3 x 230 V), at the second
+    await clock.advance_to(start + timedelta(minutes=10))
+    await hub.block_till_done()
+    assert a.amps == 32.0

@@ -359,7 +359,21 @@ def _build(prep: Prepared) -> _Layout:
     return _Layout(lp, col0, imp0, imp_upper, row_ids)
 
 
-def plan(problem: PlanProblem, *, time_limit: float = 5.0) -> Plan:
+HEDGE_WEIGHTS = (1.0, 1 / 16)  # of the premium; each try is a warm-started re-solve
+
+
+@dataclass(frozen=True)
+class Hedge:
+    """A second pass over the same LP: the first pass's peak held, energy moved earlier by a
+    premium of `premium` per kWh and slot of delay, so long as the energy cost rises by at most
+    `budget_share` x demand charge x peak (a sixteenth of the premium when the whole would cost
+    more, else none: a dear hour now is not worth the room a later car might need)."""
+
+    premium: float
+    budget_share: float
+
+
+def plan(problem: PlanProblem, *, time_limit: float = 5.0, hedge: Hedge | None = None) -> Plan:
     """The cheapest plan that meets every goal it can; blocking (run it in an executor)."""
     # Imported here: the heuristic builds on this module's types.
     from plugins.smart_charging.heuristics import from_prepared
@@ -372,16 +386,50 @@ def plan(problem: PlanProblem, *, time_limit: float = 5.0) -> Plan:
         highs.setOptionValue("time_limit", float(time_limit))
         if highs.passModel(layout.lp) != highspy.HighsStatus.kOk:
             return from_prepared(prep, detail="HiGHS rejected the model")
-        highs.run()
-        status = highs.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
-            stop = highs.modelStatusToString(status)
-            return from_prepared(prep, detail=f"HiGHS stopped: {stop}")
-        solution = highs.getSolution()
-        x, rows = list(solution.col_value), list(solution.row_value)
-        seconds = highs.getRunTime()
+        solved = _run(highs)
+        if isinstance(solved, str):
+            return from_prepared(prep, detail=solved)
+        first = _extract(prep, layout, *solved)
+        if hedge is None or not problem.demand_charge > 0:
+            return first
+        return _hedged(prep, layout, highs, first, hedge)
     except Exception as err:  # whatever the solver does, charging must go on
         return from_prepared(prep, detail=f"HiGHS failed: {err!r}")
+
+
+def _run(highs: highspy.Highs) -> tuple[list[float], list[float], float] | str:
+    highs.run()
+    status = highs.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        return f"HiGHS stopped: {highs.modelStatusToString(status)}"
+    solution = highs.getSolution()
+    return list(solution.col_value), list(solution.row_value), highs.getRunTime()
+
+
+def _hedged(prep: Prepared, layout: _Layout, highs: highspy.Highs, first: Plan, h: Hedge) -> Plan:
+    """Re-solve from the first pass's basis (a warm start: costs and one bound change only)."""
+    n, dt, peak_col = prep.problem.slots, prep.dt, layout.lp.num_col_ - 1
+    highs.changeColBounds(peak_col, first.peak_kw, first.peak_kw + 1e-6)
+    # From the first pass's optimal basis a few dozen simplex iterations do; presolve would
+    # throw that basis away and cost as much as the first solve.
+    highs.setOptionValue("presolve", "off")
+    budget = h.budget_share * prep.problem.demand_charge * first.peak_kw
+    for weight in HEDGE_WEIGHTS:
+        costs = [(prep.price[t] + weight * h.premium * t) * dt for t in range(n)]
+        highs.changeColsCost(n, list(range(layout.imp0, layout.imp0 + n)), costs)
+        solved = _run(highs)
+        if isinstance(solved, str):
+            return first
+        second = _extract(prep, layout, *solved)
+        if second.energy_cost <= first.energy_cost + budget:
+            return replace(second, solve_seconds=first.solve_seconds + second.solve_seconds)
+    return first
+
+
+def _extract(
+    prep: Prepared, layout: _Layout, x: list[float], rows: list[float], seconds: float
+) -> Plan:
+    problem = prep.problem
     power = []
     for v, c in enumerate(layout.col0):  # solver noise below 1e-7 kW is no charging
         a, d, top = prep.first[v], prep.last[v], prep.ub[v]
@@ -412,6 +460,8 @@ def make_plan(
     prep: Prepared, power: list[list[float]], status: str, binding: Binding, detail: str = ""
 ) -> Plan:
     """Cost `power` (kW per vehicle per slot) as billed, and explain each goal it misses."""
+    from plugins.smart_charging.shortfalls import explain  # it reads this module's types
+
     pb, dt = prep.problem, prep.dt
     net = [sum(column) for column in zip(prep.base, *power, strict=True)]
     energy = dt * sum(
@@ -424,7 +474,7 @@ def make_plan(
         missing = max(0.0, prep.need[v] - sum(row) * dt)
         penalty += prep.penalty[v] * missing  # as the LP counts it, however little
         if missing > SHORT_KWH:
-            shortfalls.append(_explain(prep, v, missing, binding(v)))
+            shortfalls.append(explain(prep, v, missing, binding(v)))
     return Plan(
         start=pb.start,
         slot=pb.slot,
@@ -438,59 +488,3 @@ def make_plan(
         shortfalls=tuple(shortfalls),
         detail=detail,
     )
-
-
-def _explain(prep: Prepared, v: int, missing: float, binding: Mapping[int, list[int]]) -> Shortfall:
-    pb, need, a, d = prep.problem, prep.problem.vehicles[v], prep.first[v], prep.last[v]
-    clock = "%H:%M" if pb.slots * pb.slot <= timedelta(days=1) else "%a %H:%M"
-    if d <= a:
-        if need.departure <= need.arrival:
-            text = f"departs ({need.departure:{clock}}) before it arrives ({need.arrival:{clock}})"
-        elif need.departure <= pb.start or need.arrival >= pb.end:
-            text = "not plugged in during the plan"
-        else:
-            text = "plugged in for less than one whole slot"
-        return Shortfall(need.id, round(missing, 3), text, "window")
-    reasons: list[tuple[str, str]] = []
-    alone = prep.ub[v] * prep.dt * (d - a)
-    if prep.need[v] - alone > SHORT_KWH:
-        late = need.departure > pb.end
-        by = "the plan's end" if late else "departure"
-        text = f"departs before enough time at max power: {alone:.1f} kWh possible at "
-        text += f"{prep.ub[v]:g} kW ({prep.ub_why[v]}) by {by} at {_at(pb, d):{clock}}"
-        reasons.append(("horizon" if late else "time", text))
-    if missing > max(0.0, prep.need[v] - alone) + SHORT_KWH:  # the rest is lost to other limits
-        tight: dict[tuple[str, tuple[int, ...]], list[Block]] = {}  # a node's phases: one reason
-        for b, slots in sorted(binding.items()):
-            tight.setdefault((prep.blocks[b].node.id, tuple(slots)), []).append(prep.blocks[b])
-        for (_, slots), blocks in sorted(tight.items(), key=lambda item: -len(item[0][1]))[:2]:
-            blk = blocks[0]
-            caps = [c for t in slots if blk.caps and (c := blk.caps[t]) is not None]
-            rating = math.inf if blk.rating is None else blk.rating
-            if caps and min(caps) < rating:
-                kind, text = "cap", f"{_where(blk.node, what='cap')} {min(caps):g} kW"
-            elif blk.kind == "kW":
-                kind, text = "limit", f"{_where(blk.node)} {rating:g} kW"
-            else:  # a phase: in the amps the site is rated in
-                amps = rating * 1000 / pb.site.voltage
-                phases = "/".join(x.kind for x in blocks if x.kind != "kW")
-                kind, text = "limit", f"{_where(blk.node, phases)} {amps:g} A"
-            if blk.node.parent is None and (most := max(prep.base[t] for t in slots)) > 0:
-                text += f" with base load up to {most:.1f} kW"
-            reasons.append((kind, f"{text} in {_windows(pb, slots, clock)}"))
-        if not binding:
-            reasons.append(("cost", "its unmet-energy penalty is below what charging it costs"))
-    text = "; ".join(r for _, r in reasons)
-    return Shortfall(need.id, round(missing, 3), text, reasons[0][0])
-
-
-def _at(pb: PlanProblem, t: int) -> datetime:
-    return pb.start + t * pb.slot
-
-
-def _windows(pb: PlanProblem, slots: Sequence[int], clock: str) -> str:
-    have = set(slots)  # runs of consecutive slots: from each that follows none, to the first gap
-    starts = [t for t in sorted(have) if t - 1 not in have]
-    runs = [(a, next(u for u in itertools.count(a) if u not in have)) for a in starts]
-    text = ", ".join(f"{_at(pb, a):{clock}}-{_at(pb, b):{clock}}" for a, b in runs[:3])
-    return text + (", ..." if len(runs) > 3 else "")

@@ -9,13 +9,18 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from plugins.smart_charging.optimizer import Plan, PlanProblem, plan
+from plugins.smart_charging.optimizer import Hedge, Plan, PlanProblem, plan
 
 # Online, with a demand charge, a kWh delayed an hour costs demand_charge / HEDGE_HOURS: within
 # the peak it pays anyway, energy goes as early as it can, since a quarter-hour's cheaper price
 # is not worth the room a car not yet here may need (without it a period's peak crept up night
 # after night as each evening's arrivals found the room taken).
 HEDGE_HOURS = 24.0
+# ...but only while that costs little: at most this share of what the peak costs in more energy
+# cost per plan. Under time-of-use prices moving energy earlier within a night is nearly free and
+# the hedge runs in full; under day-ahead prices it would buy the day's dearest hours (measured:
+# 26 % above the offline optimum in full, 3.7 % so bounded, on the benchmark's day-ahead depot).
+HEDGE_BUDGET = 0.005
 
 
 def plan_smart(
@@ -35,26 +40,11 @@ def plan_smart(
     real = problem
     if peak_hint_kw > problem.peak_so_far_kw:
         problem = replace(problem, peak_so_far_kw=peak_hint_kw)
-    first = plan(problem, time_limit=time_limit)
-    chosen = first
-    if online and problem.demand_charge > 0 and first.status == "optimal":
+    hedge = None
+    if online:
         premium = problem.demand_charge / HEDGE_HOURS * (problem.slot / timedelta(hours=1))
-        root = problem.site.root.id
-        ceiling: list[float | None] = [first.peak_kw + 1e-6] * problem.slots
-        if root in problem.caps_kw:
-            ceiling = [
-                c if v is None else min(c, v)  # type: ignore[type-var]
-                for c, v in zip(ceiling, problem.caps_kw[root], strict=True)
-            ]
-        hedged = replace(
-            problem,
-            import_price=[p + premium * t for t, p in enumerate(problem.import_price)],
-            caps_kw={**problem.caps_kw, root: ceiling},
-        )
-        second = plan(hedged, time_limit=time_limit)
-        if second.status == "optimal":
-            chosen = second
-    return _priced(chosen, real)
+        hedge = Hedge(premium=premium, budget_share=HEDGE_BUDGET)
+    return _priced(plan(problem, time_limit=time_limit, hedge=hedge), real)
 
 
 def _priced(result: Plan, problem: PlanProblem) -> Plan:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import voluptuous as vol
 
+from hub.automation.config import automation_block, check_automations
 from hub.charging.site import SITE_SCHEMA, Site
 from hub.clock import Clock
 from hub.config import (
@@ -79,6 +80,9 @@ CORE_SCHEMAS: dict[str, Any] = {
     "recorder": RECORDER_SCHEMA,
     "logger": LOGGER_SCHEMA,
     "site": SITE_SCHEMA,
+    # Only "a list" here: each automation is validated on its own (check_automations), so one
+    # broken automation is reported and shown unavailable while the hub and the others run.
+    "automation": automation_block,
 }
 
 
@@ -95,9 +99,12 @@ def load_plugins() -> PluginHost:
 
 
 def check_config(
-    config_dir: Path, host: PluginHost | None = None
+    config_dir: Path, host: PluginHost | None = None, *, automations: bool = True
 ) -> tuple[dict[str, Any], Secrets | None, list[ConfigError]]:
-    """Load and validate; returns (validated config, secrets, every error found)."""
+    """Load and validate; returns (validated config, secrets, every error found).
+
+    `automations=False` (what `create_hub` asks) leaves each automation's own errors to the
+    automation component, which logs them and keeps the others running."""
     host = host or load_plugins()
     try:
         raw, secrets = load_configuration(config_dir)
@@ -112,6 +119,8 @@ def check_config(
     for domain in ("hub", "recorder", "logger"):
         raw.setdefault(domain, {})  # in place: the loaded mapping keeps each key's line
     config, errors = validate_configuration(raw, schemas)
+    if automations and "automation" in config:
+        errors += check_automations(config["automation"], host)
     return config, secrets, errors
 
 
@@ -121,7 +130,7 @@ def create_hub(
     """Validate the configuration and build (not start) the hub; raises ConfigInvalid."""
     config_dir = Path(config_dir)
     host = host or load_plugins()
-    config, secrets, errors = check_config(config_dir, host)
+    config, secrets, errors = check_config(config_dir, host, automations=False)
     if errors:
         raise ConfigInvalid(errors)
     if secrets is not None:

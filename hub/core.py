@@ -120,6 +120,11 @@ class Hub:
         register_charger_services(self)
         if self.plugins is not None:
             await self.plugins.setup_all(self.config)
+        if "automation" in self.config:
+            # After the plugins: their services, trigger kinds and entities exist by now.
+            from hub.automation.component import setup_automations
+
+            await setup_automations(self, self.config["automation"])
         self.state = CoreState.RUNNING
         self.bus.fire(EVENT_HUB_STARTED)
         _LOGGER.info(

@@ -12,6 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+# Bus events a charger plugin fires when a session starts and stops (data: session_id,
+# charger_id, connector, transaction_id, entity_id, id_tag; energy_wh on stop). The `session`
+# automation trigger listens to them.
+EVENT_SESSION_STARTED = "session_started"
+EVENT_SESSION_STOPPED = "session_stopped"
+
 
 class SessionStatus(enum.StrEnum):
     ACTIVE = "active"

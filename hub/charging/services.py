@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
+from hub.charging.auth import IdToken, authorize
 from hub.charging.charger import ChargerEntity, ChargingSchedule, CommandResult, RateUnit
 from hub.services import ServiceCall
 
@@ -36,9 +37,20 @@ def register_charger_services(hub: Hub) -> None:
 
         return handler
 
+    async def start(charger: ChargerEntity, call: ServiceCall) -> CommandResult:
+        # A remote start for a token is a start by that token: the authorizers decide, exactly
+        # as if the card were held to the reader, so a blocked card cannot charge this way.
+        # (Charger plugins accept the token of the hub's own remote start without asking.)
+        id_tag = call.data.get("id_tag")
+        if id_tag:
+            result = await authorize(hub, IdToken(id_tag), charger.entity_id, call.context)
+            if not result.accepted:
+                return CommandResult(False, f"token {result.status}: {result.reason or '-'}")
+        return await charger.start(id_tag)
+
     services: dict[str, tuple[Any, dict[Any, Any], str]] = {
         "start": (
-            op(lambda c, call: c.start(call.data.get("id_tag"))),
+            op(start),
             {**_TARGET, vol.Optional("id_tag"): vol.All(str, vol.Length(min=1, max=36))},
             "Start charging (a remote start), optionally for an id tag.",
         ),

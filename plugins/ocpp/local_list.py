@@ -1,12 +1,14 @@
 """Keeps each charger's local authorization list in step with the hub's authorizer.
 
-The list comes from a service (`allowlist.local_list` by default, configurable), so whichever
-plugin answers authorization also feeds the lists; differential updates when versions allow.
+The list comes from a service: `local_list_service` when it is registered, else the first of
+FALLBACKS that is, so whichever plugin authorizes also feeds the lists (`<domain>_changed` says
+when); differential updates when versions allow.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from plugins.ocpp.rpc import CallErrorReceived
@@ -19,9 +21,15 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SYNC_DELAY = 5.0  # seconds: a burst of token changes becomes one SendLocalList per charger
+# Authorizer plugins that serve local lists, in order of preference when the configured one is
+# absent. Each fires `<domain>_changed` {version} when its list changes.
+FALLBACKS = ("accounts.local_list", "allowlist.local_list")
 
 
 def _iso(value: Any) -> Any:
+    # Lists carry expiries as ISO text or as aware datetimes (the allow-list's); OCPP wants text.
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).isoformat()
     return value.replace("+00:00", "Z") if isinstance(value, str) else value
 
 
@@ -29,16 +37,31 @@ class LocalLists:
     def __init__(self, server: OcppServer, service: str) -> None:
         self.server = server
         self.hub = server.hub
-        self.domain, _, self.name = service.partition(".")
+        self.services = tuple(dict.fromkeys((service, *FALLBACKS)))
         self._timer: Any = None
-        self._unsubscribe = self.hub.bus.listen("allowlist_changed", self._changed)
+        domains = dict.fromkeys(name.partition(".")[0] for name in self.services)
+        self._unsubscribe = [
+            self.hub.bus.listen(f"{domain}_changed", self._changed) for domain in domains
+        ]
 
     def close(self) -> None:
-        self._unsubscribe()
+        for remove in self._unsubscribe:
+            remove()
         if self._timer is not None:
             self._timer.cancel()
 
+    def source(self) -> tuple[str, str] | None:
+        """(domain, service) of the list in use: the configured one, else the first fallback."""
+        for name in self.services:
+            domain, _, service = name.partition(".")
+            if self.hub.services.has(domain, service):
+                return domain, service
+        return None
+
     def _changed(self, event: Event) -> None:
+        source = self.source()
+        if source is None or event.event_type != f"{source[0]}_changed":
+            return  # another authorizer's list changed: not the one chargers get
         if self._timer is None:
             self._timer = self.hub.clock.call_later(SYNC_DELAY, self._sync_all)
 
@@ -59,20 +82,22 @@ class LocalLists:
         await self.sync(station)
 
     async def sync(self, station: Station, *, full: bool = False) -> dict[str, Any]:
-        if not self.hub.services.has(self.domain, self.name):
-            return {"status": "NotSupported", "detail": f"no {self.domain}.{self.name} service"}
+        source = self.source()
+        if source is None:
+            return {"status": "NotSupported", "detail": f"no {' or '.join(self.services)} service"}
+        domain, name = source
         known = station.local_list_version
         since = None if full or known is None or known <= 0 else known
         charger = next((e.entity_id for e in station.connectors.values()), None)
         data = await self.hub.services.call(
-            self.domain, self.name, {"charger": charger, "since_version": since}
+            domain, name, {"charger": charger, "since_version": since}
         )
         if since is not None and data["version"] == known:
             return {"status": "UpToDate", "version": known}
         try:
             answer = await self._send(station, data)
             if answer.get("status") == "VersionMismatch" and data["update_type"] != "Full":
-                data = await self.hub.services.call(self.domain, self.name, {"charger": charger})
+                data = await self.hub.services.call(domain, name, {"charger": charger})
                 answer = await self._send(station, data)
         except (CallErrorReceived, TimeoutError, ConnectionError) as err:
             _LOGGER.warning("%s: local list sync failed: %s", station.id, err)

@@ -28,6 +28,8 @@ __all__ = ["Clock", "RealClock", "SimClock", "Timer"]
 
 _LOGGER = logging.getLogger(__name__)
 
+QUIESCE_LIMIT = 5.0  # s of real time a simulated clock waits for threads before moving on anyway
+
 
 class Timer:
     """A scheduled callback; `cancel()` is idempotent and safe after it fired."""
@@ -111,7 +113,9 @@ class SimClock:
 
     `advance(seconds)` fires due timers in time order (ties in scheduling order), moving now() to
     each timer's time and letting the event loop settle between them, so work a timer starts sees
-    the time at which it was due. Nothing waits in real time.
+    the time at which it was due. Nothing waits in real time, except for work registered with
+    `add_busy` (the recorder's commits and reads): time does not run ahead of what the hub is
+    still waiting for.
     """
 
     def __init__(self, start: datetime | None = None) -> None:
@@ -122,6 +126,7 @@ class SimClock:
         self._origin = self._now
         self._queue: list[tuple[datetime, int, Timer]] = []
         self._seq = itertools.count()
+        self._busy: list[Callable[[], bool]] = []
 
     def now(self) -> datetime:
         return self._now
@@ -155,6 +160,20 @@ class SimClock:
             heapq.heappop(self._queue)
         return self._queue[0][0] if self._queue else None
 
+    def add_busy(self, probe: Callable[[], bool]) -> Callable[[], None]:
+        """Register work done in real time (a commit in a thread the hub awaits before it
+        answers a charger): time does not move while `probe()` is true. Returns its remover."""
+        self._busy.append(probe)
+        return lambda: self._busy.remove(probe) if probe in self._busy else None
+
+    async def _quiesce(self) -> None:
+        # A thread's work takes real time however fast simulated time runs: moving on meanwhile
+        # would expire a call whose answer is only waiting for that commit.
+        deadline = time.monotonic() + QUIESCE_LIMIT
+        while any(probe() for probe in self._busy) and time.monotonic() < deadline:
+            await asyncio.sleep(0.0005)
+            await _settle()
+
     async def advance(self, seconds: float) -> None:
         await self.advance_to(self._now + timedelta(seconds=seconds))
 
@@ -162,6 +181,7 @@ class SimClock:
         """Move time forward to `target`, firing every timer due on the way."""
         target = _utc(target)
         await _settle()
+        await self._quiesce()
         while True:
             due = self.next_due()
             if due is None or due > target:
@@ -172,8 +192,10 @@ class SimClock:
             while self._queue and self._queue[0][0] == due:
                 _run_timer(heapq.heappop(self._queue)[2])
             await _settle()
+            await self._quiesce()
         self._now = max(self._now, target)
         await _settle()
+        await self._quiesce()
 
 
 async def _settle(rounds: int = 8) -> None:

@@ -93,6 +93,8 @@ class Recorder(WriterThread):
         self._unsubscribe: Callable[[], None] | None = None
         self._purge_timer: Timer | None = None
         self._stopping: asyncio.Future[None] | None = None
+        self._in_flight = 0  # futures callers await from the writer thread and the readers
+        self._not_busy: Callable[[], None] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -112,6 +114,8 @@ class Recorder(WriterThread):
         self._running = True
         self._thread.start()
         self._unsubscribe = self._hub.bus.listen(MATCH_ALL, self._on_event)
+        add_busy = getattr(self._hub.clock, "add_busy", None)  # only a simulated clock has it
+        self._not_busy = add_busy(lambda: self._in_flight > 0) if add_busy else None
         self._schedule_purge()
         _LOGGER.info("recorder writing to %s", self._engine.url.render_as_string())
 
@@ -127,6 +131,8 @@ class Recorder(WriterThread):
             self._running = False
             if self._unsubscribe is not None:
                 self._unsubscribe()
+            if self._not_busy is not None:
+                self._not_busy()
             if self._purge_timer is not None:
                 self._purge_timer.cancel()
             if self._thread.is_alive():
@@ -199,7 +205,17 @@ class Recorder(WriterThread):
     def _new_future(self) -> asyncio.Future[Any]:
         if not self._running or self._loop is None:
             raise RuntimeError("recorder is not running")
-        return self._loop.create_future()
+        return self._track(self._loop.create_future())
+
+    def _track(self, future: asyncio.Future[T]) -> asyncio.Future[T]:
+        """Count what callers await from the threads (a simulated clock waits for it)."""
+        self._in_flight += 1
+
+        def done(_: asyncio.Future[T]) -> None:
+            self._in_flight -= 1
+
+        future.add_done_callback(done)
+        return future
 
     def _on_event(self, event: Event) -> None:
         if event.event_type in self._exclude_event_types:
@@ -244,7 +260,7 @@ class Recorder(WriterThread):
             with engine.connect() as conn:
                 return fn(conn)
 
-        return await asyncio.get_running_loop().run_in_executor(reader, run)
+        return await self._track(asyncio.get_running_loop().run_in_executor(reader, run))
 
     async def history(
         self, entity_id: str, start: datetime, end: datetime | None = None

@@ -311,3 +311,25 @@ async def test_a_failing_timer_is_logged_and_later_timers_still_fire(
         await clock.advance(30)
     assert fired == ["after"]
     assert "meter poll failed" in caplog.text
+
+
+async def test_simulated_time_waits_for_work_registered_as_busy() -> None:
+    # A thread the hub awaits (a commit) takes real time: the clock must not run past it.
+    import threading
+
+    clock = SimClock(start=datetime(2026, 1, 1, tzinfo=UTC))
+    done = threading.Event()
+    remove = clock.add_busy(lambda: not done.is_set())
+    seen: list[datetime] = []
+
+    async def commit_then_note() -> None:
+        await asyncio.to_thread(done.wait, 5)
+        seen.append(clock.now())
+
+    threading.Timer(0.05, done.set).start()
+    task = asyncio.create_task(commit_then_note())
+    await clock.advance(60)
+    await task
+    assert seen == [datetime(2026, 1, 1, tzinfo=UTC)]  # time had not moved when it finished
+    assert clock.now() == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    remove()

@@ -5,7 +5,8 @@ The tariff reader is a documented subset of the tariffs plugin's formats (plugin
 each other and no hub runs here): a TOU rules file (`time_zone`, `seasons`, `periods` with
 `seasons`/`days`/`start`/`end`/`price`, `demand_charges` without windows), the same under a
 `tou:` key, or an acnportal JSON tariff. Holidays and windowed demand charges are refused with
-a hint rather than priced wrong. See docs/planning.md.
+a hint rather than priced wrong. `automations:NAME` policies are found, checked and run by
+`whatif_automations`. See docs/planning.md.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import voluptuous as vol
 from hub.charging.signals import Slot, TimeSeries
 from hub.charging.site import SITE_SCHEMA, Site
 from hub.config import ConfigError, load_yaml, validate_configuration
-from plugins.smart_charging import whatif, whatif_report
+from plugins.smart_charging import whatif, whatif_automations, whatif_report
 from plugins.smart_charging.whatif import QUARTER, Scenario, SessionRequest
 
 HELP = "what-if planner: simulate the site under charging policies, before a roll-out"
@@ -85,18 +86,32 @@ def run(args: argparse.Namespace) -> int:
         policies = _policies(args.policy)
         site = _site(args)
         sessions = read_sessions(args.sessions)
-        scenario = _scenario(args, site, sessions)
-    except InputError as err:
+        scenario, tariff_zone = _scenario(args, site, sessions)
+        rules = {
+            name: whatif_automations.load(name, args.site)
+            for name in policies
+            if name.startswith(whatif_automations.PREFIX)
+        }
+        zone = _hub_zone(args, tariff_zone, scenario)
+    except (InputError, whatif_automations.AutomationsError) as err:
         print(f"evhub plan: {err}", file=sys.stderr)
         return 2
     visits = whatif.assign(scenario)
-    results = [
-        whatif.offline_optimum(scenario, visits)
-        if name == "offline"
-        else whatif.simulate(scenario, name, visits)
-        for name in policies
-    ]
+    results, notes = [], []
+    for name in policies:
+        if name in rules:
+            result, summary = whatif_automations.simulate_automations(
+                scenario, rules[name], zone, visits
+            )
+            notes += whatif_automations.describe(summary, name, zone)
+        elif name == "offline":
+            result = whatif.offline_optimum(scenario, visits)
+        else:
+            result = whatif.simulate(scenario, name, visits)
+        results.append(result)
     print(whatif_report.table(scenario, results, source=_source(args)))
+    for note in notes:
+        print(note)
     if args.json is not None:
         data = {r.policy: whatif_report.as_json(r) for r in results}
         args.json.write_text(json.dumps(data, indent=2) + "\n")
@@ -109,13 +124,10 @@ def run(args: argparse.Namespace) -> int:
 def _policies(given: Sequence[str] | None) -> list[str]:
     names = [n.strip() for item in given or DEFAULT_POLICIES for n in item.split(",") if n.strip()]
     for name in names:
-        if name.startswith("automations:"):
+        if name not in POLICY_CHOICES and not name.startswith(whatif_automations.PREFIX):
             raise InputError(
-                f"policy {name}: automation policies come with the automations engine, which is "
-                "not built yet; use uncontrolled, smart, llf or greedy"
+                f"unknown policy {name!r}: expected {', '.join(POLICY_CHOICES)} or automations:FILE"
             )
-        if name not in POLICY_CHOICES:
-            raise InputError(f"unknown policy {name!r}: expected {', '.join(POLICY_CHOICES)}")
     return list(dict.fromkeys(names))
 
 
@@ -249,6 +261,7 @@ def read_sessions(path: Path) -> list[SessionRequest]:
                 energy_kwh=_number(path, line, row, "energy_kwh", lambda x: x >= 0),
                 max_kw=_number(path, line, row, "max_kw", lambda x: x > 0),
                 charger=(row.get("charger") or "").strip() or None,
+                vehicle=vehicle or None,
             )
         )
     if not out:
@@ -270,15 +283,18 @@ def read_prices(path: Path) -> TimeSeries:
         raise InputError(f"{path}: {err}") from None
 
 
-def _scenario(args: argparse.Namespace, site: Site, sessions: list[SessionRequest]) -> Scenario:
+def _scenario(
+    args: argparse.Namespace, site: Site, sessions: list[SessionRequest]
+) -> tuple[Scenario, tzinfo | None]:
+    """The scenario, and the time zone the tariff was read in (None without a tariff)."""
     if args.tariff is not None and args.prices is not None:
         raise InputError("give --tariff or --prices, not both")
     start = whatif.floor_to(min(s.arrival for s in sessions), QUARTER)
     end = whatif.ceil_to(max(s.departure for s in sessions), QUARTER)
-    demand = 0.0
+    demand, zone = 0.0, None
     if args.tariff is not None:
         zone = _zone(args.time_zone, sessions[0].arrival.tzinfo)
-        prices, demand = read_tariff(args.tariff, start, end, zone)
+        prices, demand, zone = read_tariff(args.tariff, start, end, zone)
     elif args.prices is not None:
         prices = read_prices(args.prices)
     else:
@@ -290,7 +306,7 @@ def _scenario(args: argparse.Namespace, site: Site, sessions: list[SessionReques
     if args.step <= 0 or 15 % args.step:
         raise InputError(f"--step {args.step}: must divide 15 minutes (1, 3, 5 or 15)")
     try:
-        return Scenario(
+        scenario = Scenario(
             site=site,
             sessions=sessions,
             prices=prices,
@@ -298,6 +314,7 @@ def _scenario(args: argparse.Namespace, site: Site, sessions: list[SessionReques
             step=timedelta(minutes=args.step),
             foresight=bool(args.foresight),
         )
+        return scenario, zone
     except (ValueError, KeyError) as err:
         raise InputError(str(err).strip("'\"")) from None
 
@@ -311,15 +328,30 @@ def _zone(name: str | None, fallback: tzinfo | None) -> tzinfo:
         raise InputError(f"--time-zone {name!r}: unknown (IANA, like Europe/Berlin)") from None
 
 
+def _hub_zone(args: argparse.Namespace, tariff_zone: tzinfo | None, scenario: Scenario) -> tzinfo:
+    """Local time for the automations: --time-zone, else the configuration's `hub: time_zone`
+    (a configuration.yaml as --site), else the tariff's, else the first arrival's UTC offset."""
+    if args.time_zone is not None:
+        return _zone(args.time_zone, None)
+    named = whatif_automations.site_time_zone(args.site)
+    if named is not None:
+        try:
+            return ZoneInfo(named)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return tariff_zone or scenario.tz
+
+
 # --- a minimal TOU reader -------------------------------------------------------------------
 Rule = tuple[tuple[tuple[int, int], tuple[int, int]] | None, set[str], int, int, float]
 
 
 def read_tariff(
     path: Path, start: datetime, end: datetime, zone: tzinfo
-) -> tuple[TimeSeries, float]:
-    """Quarter-hour import prices over [start, end) and the demand charge per kW, from a TOU
-    rules YAML (the supported subset, see the module docstring) or an acnportal JSON tariff."""
+) -> tuple[TimeSeries, float, tzinfo]:
+    """Quarter-hour import prices over [start, end), the demand charge per kW and the zone they
+    were read in (the tariff's own, else `zone`), from a TOU rules YAML (the supported subset,
+    see the module docstring) or an acnportal JSON tariff."""
     try:
         doc = json.loads(path.read_text()) if path.suffix == ".json" else load_yaml(path)
     except (OSError, ValueError) as err:
@@ -351,7 +383,7 @@ def read_tariff(
             raise InputError(f"{path}: no period gives a price at {local.isoformat()}")
         slots.append(Slot(t, t + QUARTER, price))
         t += QUARTER
-    return TimeSeries(slots, unit="currency/kWh", source=str(path)), demand
+    return TimeSeries(slots, unit="currency/kWh", source=str(path)), demand, zone
 
 
 def _matches(rule: Rule, local: datetime) -> bool:

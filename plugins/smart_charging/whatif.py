@@ -45,6 +45,7 @@ The rules (docs/planning.md explains them to facility managers):
 - `offline_optimum`: one LP over the whole period with every session known, the bound the online
   planner is measured against (tests/smart_charging/test_whatif.py). Like the optimizer it
   relaxes AC minimum currents, so where they bind it is below what any schedule can reach.
+- `automations:NAME` policies run the hub itself on the same visits: `whatif_automations.py`.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class SessionRequest:
     energy_kwh: float
     max_kw: float
     charger: str | None = None  # a ChargerNode id (or entity id); None: the first free one
+    vehicle: str | None = None  # the CSV's vehicle_id: one vehicle may come back day after day
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -92,18 +92,28 @@ class Meter:
         self.per_quarter = QUARTER // scenario.step
         self.peak_so_far = 0.0  # site, over the quarters completed
 
-    def record(self, k: int, draws: Mapping[int, tuple[float, float]]) -> None:
-        """Step k: visit index -> (kW drawn while charging, kWh delivered)."""
-        amps = [[0.0, 0.0, 0.0] for _ in self.nodes]
-        kw = [0.0] * len(self.nodes)
-        for v, (p, e) in draws.items():
+    def record(
+        self,
+        k: int,
+        draws: Mapping[int, tuple[float, float]],
+        moments: Sequence[Mapping[int, float]] | None = None,
+    ) -> None:
+        """Step k: visit index -> (kW drawn while charging, kWh delivered). Overloads are judged
+        on the kW drawn or, where power changed within the step (the hub-based policies), on
+        each of `moments` (visit index -> kW from an instant on): each node x limit counts once
+        per step, at its worst moment."""
+        for v, (_p, e) in draws.items():
             self.delivered[v] += e
-            per_phase = p * 1000 / (len(self.grid[v]) * self.volts)
             for n in self.paths[v]:
-                kw[n] += p
                 self.kw[n][k] += e / self.dt
-                for g in self.grid[v]:
-                    amps[n][g] += per_phase
+        if moments is None:
+            moments = [{v: p for v, (p, _e) in draws.items()}]
+        amps, kw = self._loads(moments[0]) if moments else self._loads({})
+        for moment in moments[1:]:
+            at_amps, at_kw = self._loads(moment)
+            for n in range(len(self.nodes)):
+                kw[n] = max(kw[n], at_kw[n])
+                amps[n] = [max(a, b) for a, b in zip(amps[n], at_amps[n], strict=True)]
         t = self.scenario.start + k * self.scenario.step
         for n, node in enumerate(self.nodes):
             checks = [(f"L{g + 1}", amps[n][g], node.max_current[g]) for g in range(3)]
@@ -115,6 +125,18 @@ class Meter:
                         self.worst = over
         if (k + 1) % self.per_quarter == 0:
             self.peak_so_far = max(self.peak_so_far, self._quarter(0, k // self.per_quarter))
+
+    def _loads(self, powers: Mapping[int, float]) -> tuple[list[list[float]], list[float]]:
+        """Amps per grid phase and kW through each node for these draws (visit index -> kW)."""
+        amps = [[0.0, 0.0, 0.0] for _ in self.nodes]
+        kw = [0.0] * len(self.nodes)
+        for v, p in powers.items():
+            per_phase = p * 1000 / (len(self.grid[v]) * self.volts)
+            for n in self.paths[v]:
+                kw[n] += p
+                for g in self.grid[v]:
+                    amps[n][g] += per_phase
+        return amps, kw
 
     def _quarter(self, n: int, q: int) -> float:
         row = self.kw[n][q * self.per_quarter : (q + 1) * self.per_quarter]

@@ -22,8 +22,15 @@ COLORS = {
     "greedy": "#9467bd",
     "offline": "#1f77b4",
 }
+_MORE_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")  # automations:NAME
 _LABEL = 30  # width of the table's first column
 _SHOWN = 5  # names listed per policy (not ready, no charger) before "and N more"
+
+
+def _colors(results: Sequence[PolicyResult]) -> list[str]:
+    """A colour per policy: the built-in ones fixed, the others (automation sets) in turn."""
+    more = iter(_MORE_COLORS * len(results))
+    return [COLORS.get(r.policy) or next(more) for r in results]
 
 
 def _when(scenario: Scenario, t: datetime) -> str:
@@ -65,7 +72,7 @@ def as_json(r: PolicyResult) -> dict[str, Any]:
 
 def table(scenario: Scenario, results: Sequence[PolicyResult], *, source: str = "") -> str:
     """The report for a terminal: one column per policy."""
-    sc, width = scenario, max([12, *(len(r.policy) + 2 for r in results)])
+    sc, widths = scenario, [max(12, len(r.policy) + 2) for r in results]
     minutes = int(sc.step / timedelta(minutes=1))
     offset = sc.start.astimezone(sc.tz).strftime("%z")
     lines = [
@@ -75,11 +82,13 @@ def table(scenario: Scenario, results: Sequence[PolicyResult], *, source: str = 
         f"prices: {source or sc.prices.source}; demand charge {sc.demand_charge:g} per kW of the "
         "period's highest 15-minute average",
         "",
-        " " * _LABEL + "".join(f"{r.policy:>{width}}" for r in results),
+        " " * _LABEL + "".join(f"{r.policy:>{w}}" for r, w in zip(results, widths, strict=True)),
     ]
 
     def row(label: str, cells: Sequence[str]) -> None:
-        lines.append(f"{label:<{_LABEL}}" + "".join(f"{c:>{width}}" for c in cells))
+        lines.append(
+            f"{label:<{_LABEL}}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+        )
 
     for i, node in enumerate(results[0].peak_kw if results else ()):
         row(("peak kW (15-min)  " if i == 0 else "                  ") + node,
@@ -136,8 +145,7 @@ def _png(path: Path, scenario: Scenario, results: Sequence[PolicyResult]) -> Non
     fig, (load, price) = plt.subplots(
         2, 1, sharex=True, figsize=(12, 6), gridspec_kw={"height_ratios": [3, 1]}
     )
-    for r in results:
-        color = COLORS.get(r.policy)
+    for r, color in zip(results, _colors(results), strict=True):
         load.stairs(r.site_kw, times, label=r.policy, color=color, baseline=None)
     limit = site_limit_kw(sc.site)
     if limit is not None:
@@ -215,7 +223,10 @@ def _svg(
 
 def _html(scenario: Scenario, results: Sequence[PolicyResult]) -> str:
     sc = scenario
-    series = [(r.policy, COLORS.get(r.policy, "#555"), r.site_kw, False) for r in results]
+    series = [
+        (r.policy, color, r.site_kw, False)
+        for r, color in zip(results, _colors(results), strict=True)
+    ]
     limit = site_limit_kw(sc.site)
     if limit is not None:
         series.append((f"site limit {limit:g} kW", "#000", [limit] * sc.steps, True))

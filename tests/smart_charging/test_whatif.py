@@ -252,15 +252,28 @@ def test_bad_input_names_the_line_and_column(
     assert message in capsys.readouterr().err
 
 
-def test_automation_policies_wait_for_the_automations_engine(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ("automations:night_shift", "no automations file (automations_night_shift.yaml, "),
+        ("cheapest", "unknown policy 'cheapest'"),
+    ],
+)
+def test_an_unknown_policy_or_automation_set_is_refused(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
+    message: str,
 ) -> None:
+    # Automation policies run the hub: tests/smart_charging/test_whatif_automations.py.
+    monkeypatch.chdir(tmp_path)
     rows = [[T0.isoformat(), (T0 + H).isoformat(), 1, 11]]
     sessions = _write(tmp_path / "s.csv", ["arrival", "departure", "energy_kwh", "max_kw"], rows)
     code = main(["plan", "--grid-kw", "50", "--chargers", "1", "--charger-kw", "11",
-                 "--sessions", str(sessions), "--policy", "automations:night_shift"])  # fmt: skip
+                 "--sessions", str(sessions), "--policy", policy])  # fmt: skip
     assert code == 2
-    assert "come with the automations engine" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 # --- a realistic week -----------------------------------------------------------------------------

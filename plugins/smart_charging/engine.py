@@ -21,6 +21,7 @@ from plugins.smart_charging.allocator import Allocation, Cap, SessionDemand, all
 from plugins.smart_charging.hysteresis import complies, draws_less
 from plugins.smart_charging.optimizer import VehicleNeed
 from plugins.smart_charging.planning import PlanInputs, Planner, slot_start
+from plugins.smart_charging.turns import Turns
 
 if TYPE_CHECKING:
     from hub.clock import Timer
@@ -31,6 +32,7 @@ _LOGGER = logging.getLogger(__name__)
 EVENT_ALLOCATED = "smart_charging_allocated"
 IDLE_REASON = "idle: 0 A until a session gets its share"
 ROUND_DEBOUNCE = 0.5  # s: a burst of events (ten chargers reporting at once) is one round
+PLAN_WAIT = timedelta(seconds=60)  # a new session waits this long for its plan, then shares
 
 
 @dataclass(slots=True)
@@ -88,6 +90,8 @@ class Engine:
         # when several arrive at once). What each was last told, so it is sent once.
         self._idle: dict[str, float] = {}
         self._cap_timer: Timer | None = None
+        self.turns = Turns()
+        self._planned_hour: datetime | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -197,6 +201,13 @@ class Engine:
             await self._stop_all("emergency stop: held until charging.release")
             return []
         now = self.hub.now()
+        hour = slot_start(now).replace(minute=0)
+        if self.sessions and hour != self._planned_hour:
+            # Every hour: what the last one delivered (turns, cars drawing less, rounding) is
+            # spread again over what is left, as `evhub plan` does.
+            self._planned_hour = hour
+            self.planner.request(self.inputs())
+        self.turns.decide(self, now)
         demands, paused = [], []
         for tracked in self.sessions.values():
             entity = self._entity(tracked.entity_id)
@@ -253,6 +264,20 @@ class Engine:
         else:
             t.under_since = None
         target_kw, why = self.planner.target(t.entity_id, now)
+        if target_kw is None and self.conf["plan"] and now - t.arrived < PLAN_WAIT:
+            # Its plan is seconds away: a fair share meanwhile would set the period's peak for
+            # a moment, and a peak once paid is filled for the rest of the month.
+            target_kw, why = 0.0, "waiting for its plan"
+        turn = self.turns.targets.get(t.entity_id)
+        low = self.turns.minimum.get(t.entity_id, 0.0)
+        urgent = turn is not None and target_kw is not None and turn > max(target_kw, low)
+        if target_kw is not None and turn is not None and (0 < target_kw < low or urgent):
+            # Below the minimum the plan cannot be followed as such: this quarter it charges
+            # at the minimum or waits, and the cars planned so take turns.
+            turns = "its turn at the minimum" if turn > 0 else "waiting its turn"
+            state = "full power: it cannot wait" if urgent else f"below the AC minimum: {turns}"
+            why = f"{why}, {state} this quarter"
+            target_kw = turn
         return SessionDemand(
             t.entity_id,
             priority=t.priority,
@@ -397,19 +422,7 @@ class Engine:
         for t in self.sessions.values():
             if t.paused:
                 continue
-            node = self.nodes[t.entity_id]
-            wanted = t.goal.energy_kwh
-            if wanted is None:
-                wanted = t.ev_goal.energy_kwh
-            if wanted is None:
-                wanted = self.conf["default_energy_kwh"]
-            if node.dc:
-                max_kw = node.max_power_kw or 50.0
-            else:
-                amps = node.rated_current or 32.0
-                max_kw = amps * node.phases * self.site.voltage / 1000
-            if t.ev_max_kw is not None:
-                max_kw = min(max_kw, t.ev_max_kw)
+            left, max_kw = self.need(t)
             vehicles.append(
                 VehicleNeed(
                     id=t.entity_id,
@@ -418,11 +431,27 @@ class Engine:
                     # or it would be paused until the next quarter hour.
                     arrival=slot_start(now),
                     departure=max(self.departure(t), now + timedelta(minutes=15)),
-                    energy_kwh=max(0.0, wanted - self.delivered_kwh(t)),
+                    energy_kwh=left,
                     max_kw=max_kw,
                 )
             )
         return PlanInputs(tuple(vehicles), dict(self.node_caps), self._base_kw(), now)
+
+    def need(self, t: Tracked) -> tuple[float, float]:
+        """kWh the session still wants, and the most kW it can take."""
+        node = self.nodes[t.entity_id]
+        wanted = t.goal.energy_kwh
+        if wanted is None:
+            wanted = t.ev_goal.energy_kwh
+        if wanted is None:
+            wanted = self.conf["default_energy_kwh"]
+        if node.dc:
+            max_kw = node.max_power_kw or 50.0
+        else:
+            max_kw = (node.rated_current or 32.0) * node.phases * self.site.voltage / 1000
+        if t.ev_max_kw is not None:
+            max_kw = min(max_kw, t.ev_max_kw)
+        return max(0.0, wanted - self.delivered_kwh(t)), max_kw
 
     def _base_kw(self) -> float:
         base = self._non_ev_load()[self.site.root.id]

@@ -51,6 +51,7 @@ class Planner:
         self.site = site
         self.conf = conf
         self.plan: Plan | None = None
+        self.version = 0
         self._task: asyncio.Task[None] | None = None
         self._next: PlanInputs | None = None
         self.peak = PeakTracker(hub, conf["demand_period"])
@@ -74,6 +75,7 @@ class Planner:
             inputs, self._next = self._next, None
             if not inputs.vehicles:
                 self.plan = None
+                self.version += 1
                 continue
             problem = self.problem(inputs)
             # Seconds for a thousand vehicles (2.4 s on a depot day here): a thread keeps the
@@ -86,6 +88,7 @@ class Planner:
                 ),
             )
             self.plan = result
+            self.version += 1  # which plan the engine's turns were decided on
             for short in result.shortfalls:
                 # Every arrival re-plans: say it again only when it changed by a kWh or more.
                 said = self._said.get(short.vehicle_id)

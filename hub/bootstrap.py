@@ -26,6 +26,7 @@ from hub.config import (
 )
 from hub.core import Hub
 from hub.plugins import PluginHost
+from web.config import HTTP_SCHEMA
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ CORE_SCHEMAS: dict[str, Any] = {
     # Only "a list" here: each automation is validated on its own (check_automations), so one
     # broken automation is reported and shown unavailable while the hub and the others run.
     "automation": automation_block,
+    "http": HTTP_SCHEMA,  # the web UI and API run only when this block is present
 }
 
 
@@ -142,6 +144,10 @@ def create_hub(
     if "site" in config:
         hub.site = Site.from_config(config["site"])
     hub.recorder = _recorder(hub, config_dir, config["recorder"])
+    if "http" in config:
+        from web.server import WebServer  # aiohttp apps and jinja2: only when the UI runs
+
+        hub.http = WebServer(hub, config["http"])
     return hub
 
 

@@ -1,6 +1,6 @@
-"""The `evhub` command: run a hub, check a configuration, print the version.
+"""The `evhub` command: run a hub, check a configuration, manage web users and API tokens.
 
-Later issues add `simulate`, `plan`, `user` and `token` as subcommands here.
+Plugins add more (`simulate`, `plan`) through the `hub_cli_commands` hook.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ def build_parser(host: PluginHost | None = None) -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration directory")
     check.add_argument("-c", "--config", type=_config_dir, default=Path("config"))
 
+    from web import cli as web_cli  # `evhub user` and `evhub token`
+
+    web_cli.configure(sub, _config_dir)
+
     for plugin, (name, help_text, configure, run_fn), _ in (
         host.collect_calls("hub_cli_commands", loaded=True) if host else ()
     ):
@@ -72,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(result or 0)
     if args.command == "check-config":
         return cmd_check_config(args.config, host)
+    if args.command in ("user", "token"):
+        from web import cli as web_cli
+
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return web_cli.run(args)
     if args.command == "run":
         setup_logging(args.log_level or "info")
         try:

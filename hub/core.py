@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from hub.charging.site import Site
     from hub.plugins import PluginHost
     from hub.storage.recorder import Recorder
+    from web.server import WebServer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class Hub:
         self.plugins: PluginHost | None = None
         self.recorder: Recorder | None = None
         self.site: Site | None = None
+        # The web UI and API (`http:` in configuration.yaml): started after the plugins, so
+        # their routes are collected, and stopped before them.
+        self.http: WebServer | None = None
         # Shared per-domain data a plugin keeps on the hub (the HA `hass.data` idea, namespaced).
         self.data: dict[str, Any] = {}
         self._stopped = asyncio.Event()
@@ -125,6 +129,12 @@ class Hub:
             from hub.automation.component import setup_automations
 
             await setup_automations(self, self.config["automation"])
+        if self.http is not None:
+            try:
+                await self.http.start()
+            except Exception:
+                # Charging goes on without the UI (a port in use, a bad certificate).
+                _LOGGER.exception("the web server did not start")
         self.state = CoreState.RUNNING
         self.bus.fire(EVENT_HUB_STARTED)
         _LOGGER.info(
@@ -144,6 +154,8 @@ class Hub:
         _LOGGER.info("stopping %s", self.name)
         try:
             self.bus.fire(EVENT_HUB_STOP)
+            if self.http is not None:
+                await self.http.stop()
             if self.plugins is not None:
                 await self.plugins.teardown_all()
             await self._drain_tasks()

@@ -162,77 +162,67 @@ async def test_non_ev_load_from_the_grid_meter_is_left_alone(depot: Any) -> None
     assert a.amps == pytest.approx(20.0, abs=0.3)
 
 
-async def test_the_plan_moves_charging_to_cheap_slots(tmp_path: Path) -> None:
+@pytest.fixture
+async def priced(tmp_path: Path) -> AsyncIterator[tuple[Hub, SimClock, LabCharger]]:
+    """A planned site, expensive until 22:00 UTC and cheap after, a car plugged in at 16:00."""
     config = {"site": SITE, "smart_charging": {"interval": 5, "tariff": "grid_import"}}
     (tmp_path / "configuration.yaml").write_text(yaml.safe_dump(config))
     clock = SimClock(start=START)
     hub = create_hub(tmp_path, clock=clock)
     await hub.start()
-    try:
-        # expensive until 22:00 UTC, cheap after: 6 hours for 10 kWh is plenty
-        slots = [Slot(START + timedelta(hours=h), START + timedelta(hours=h + 1),
-                      0.40 if h < 6 else 0.10) for h in range(24)]  # fmt: skip
-        SignalStore.of(hub).publish("prices.grid_import", TimeSeries(slots, unit="EUR/kWh"))
-        charger = LabCharger("bay_1")
-        await hub.entities.add("lab", [charger])
-        hub.states.set("sensor.grid_power", 0.0, unit="kW")
-        charger.plug("s1")
-        await settle(hub, clock)
-        await hub.services.call(
-            "charging", "set_vehicle_goal",
-            {"entity_id": "charger.bay_1", "energy_kwh": 10,
-             "departure": (START + timedelta(hours=12)).isoformat()},
-        )  # fmt: skip
-        await settle(hub, clock)
-        assert charger.amps == 0.0
-        assert "plan: 0.0 kW" in hub.states.get("charger.bay_1").attributes["limit_reason"]
-        await clock.advance(6 * 3600 + 60)
-        await hub.block_till_done()
-        assert charger.amps > 6.0
-        assert "plan:" in hub.states.get("charger.bay_1").attributes["limit_reason"]
-    finally:
-        await hub.stop()
+    slots = [Slot(START + timedelta(hours=h), START + timedelta(hours=h + 1),
+                  0.40 if h < 6 else 0.10) for h in range(24)]  # fmt: skip
+    SignalStore.of(hub).publish("prices.grid_import", TimeSeries(slots, unit="EUR/kWh"))
+    charger = LabCharger("bay_1")
+    await hub.entities.add("lab", [charger])
+    hub.states.set("sensor.grid_power", 0.0, unit="kW")
+    charger.plug("s1")
+    await settle(hub, clock)
+    yield hub, clock, charger
+    await hub.stop()
 
 
-async def test_the_vehicles_own_needs_are_its_goal_until_someone_sets_one(tmp_path: Path) -> None:
-    config = {"site": SITE, "smart_charging": {"interval": 5, "tariff": "grid_import"}}
-    (tmp_path / "configuration.yaml").write_text(yaml.safe_dump(config))
-    clock = SimClock(start=START)
-    hub = create_hub(tmp_path, clock=clock)
-    await hub.start()
-    try:
-        slots = [Slot(START + timedelta(hours=h), START + timedelta(hours=h + 1),
-                      0.40 if h < 6 else 0.10) for h in range(24)]  # fmt: skip
-        SignalStore.of(hub).publish("prices.grid_import", TimeSeries(slots, unit="EUR/kWh"))
-        charger = LabCharger("bay_1")
-        await hub.entities.add("lab", [charger])
-        hub.states.set("sensor.grid_power", 0.0, unit="kW")
-        charger.plug("s1")
-        await settle(hub, clock)
-        engine = hub.data["smart_charging"]
-        (need,) = engine.inputs().vehicles
-        assert need.energy_kwh == 30  # the default (smart_charging.default_energy_kwh)
-        # ISO 15118: the car asks for 12 kWh at up to 7.4 kW by 12 hours from now
-        charger.update(ev_energy_wh=12_000.0, ev_departure=START + timedelta(hours=12),
-                       ev_max_power_w=7_400.0)  # fmt: skip
-        await settle(hub, clock)
-        (need,) = engine.inputs().vehicles
-        assert need.energy_kwh == pytest.approx(12.0)
-        assert need.departure == START + timedelta(hours=12)
-        assert need.max_kw == pytest.approx(7.4)
-        assert charger.amps == 0.0  # cheap hours come before it leaves: the plan waits
-        await clock.advance(6 * 3600 + 60)
-        await hub.block_till_done()
-        assert charger.amps > 6.0
-        # a goal set by hand wins over the car's
-        await hub.services.call("charging", "set_vehicle_goal",
-                                {"entity_id": "charger.bay_1", "energy_kwh": 3})  # fmt: skip
-        (need,) = engine.inputs().vehicles
-        delivered = engine.delivered_kwh(engine.sessions["charger.bay_1"])
-        assert need.energy_kwh == pytest.approx(3.0 - delivered)
-        assert need.departure == START + timedelta(hours=12)
-    finally:
-        await hub.stop()
+async def test_the_plan_moves_charging_to_cheap_slots(priced: Any) -> None:
+    hub, clock, charger = priced
+    # 6 hours of cheap energy for 10 kWh is plenty
+    await hub.services.call(
+        "charging", "set_vehicle_goal",
+        {"entity_id": "charger.bay_1", "energy_kwh": 10,
+         "departure": (START + timedelta(hours=12)).isoformat()},
+    )  # fmt: skip
+    await settle(hub, clock)
+    assert charger.amps == 0.0
+    assert "plan: 0.0 kW" in hub.states.get("charger.bay_1").attributes["limit_reason"]
+    await clock.advance(6 * 3600 + 60)
+    await hub.block_till_done()
+    assert charger.amps > 6.0
+    assert "plan:" in hub.states.get("charger.bay_1").attributes["limit_reason"]
+
+
+async def test_the_vehicles_own_needs_are_its_goal_until_someone_sets_one(priced: Any) -> None:
+    hub, clock, charger = priced
+    engine = hub.data["smart_charging"]
+    (need,) = engine.inputs().vehicles
+    assert need.energy_kwh == 30  # the default (smart_charging.default_energy_kwh)
+    # ISO 15118: the car asks for 12 kWh at up to 7.4 kW by 12 hours from now
+    charger.update(ev_energy_wh=12_000.0, ev_departure=START + timedelta(hours=12),
+                   ev_max_power_w=7_400.0)  # fmt: skip
+    await settle(hub, clock)
+    (need,) = engine.inputs().vehicles
+    assert need.energy_kwh == pytest.approx(12.0)
+    assert need.departure == START + timedelta(hours=12)
+    assert need.max_kw == pytest.approx(7.4)
+    assert charger.amps == 0.0  # cheap hours come before it leaves: the plan waits
+    await clock.advance(6 * 3600 + 60)
+    await hub.block_till_done()
+    assert charger.amps > 6.0
+    # a goal set by hand wins over the car's
+    await hub.services.call("charging", "set_vehicle_goal",
+                            {"entity_id": "charger.bay_1", "energy_kwh": 3})  # fmt: skip
+    (need,) = engine.inputs().vehicles
+    delivered = engine.delivered_kwh(engine.sessions["charger.bay_1"])
+    assert need.energy_kwh == pytest.approx(3.0 - delivered)
+    assert need.departure == START + timedelta(hours=12)
 
 
 async def test_every_node_shows_its_load_its_limits_and_the_room_left(depot: Any) -> None:

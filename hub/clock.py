@@ -20,11 +20,11 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["Clock", "RealClock", "SimClock", "Timer"]
+__all__ = ["Clock", "RealClock", "SimClock", "Timer", "with_timeout"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -202,3 +202,30 @@ async def _settle(rounds: int = 8) -> None:
     """Let ready callbacks and the tasks they wake run before time moves on."""
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+T = TypeVar("T")
+
+
+async def with_timeout(clock: Clock, coro: Coroutine[Any, Any, T], seconds: float) -> T:
+    """Await `coro`, cancelling it after `seconds` of hub time (TimeoutError)."""
+    task = asyncio.ensure_future(coro)
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        if not task.done():
+            expired = True
+            task.cancel()
+
+    timer = clock.call_later(seconds, expire)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if expired:
+            raise TimeoutError(f"no answer within {seconds:g} s") from None
+        raise
+    finally:
+        timer.cancel()
+        if not task.done():
+            task.cancel()

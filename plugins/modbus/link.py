@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -17,11 +17,12 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
+from hub.clock import with_timeout
+
 if TYPE_CHECKING:
     from hub.clock import Clock
 
 _LOGGER = logging.getLogger(__name__)
-T = TypeVar("T")
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -55,30 +56,6 @@ class DeviceError(LinkError):
     def __init__(self, reason: str, exception_code: int | None = None) -> None:
         super().__init__(reason)
         self.exception_code = exception_code
-
-
-async def with_timeout(clock: Clock, coro: Coroutine[Any, Any, T], seconds: float) -> T:
-    """Await `coro`, cancelling it after `seconds` of hub time (TimeoutError)."""
-    task = asyncio.ensure_future(coro)
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        if not task.done():
-            expired = True
-            task.cancel()
-
-    timer = clock.call_later(seconds, expire)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        if expired:
-            raise TimeoutError(f"no answer within {seconds:g} s") from None
-        raise
-    finally:
-        timer.cancel()
-        if not task.done():
-            task.cancel()
 
 
 class Link:

@@ -13,19 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import serial
 import serial_asyncio
+
+from hub.clock import with_timeout
 
 if TYPE_CHECKING:
     from hub.clock import Clock
 
 _LOGGER = logging.getLogger(__name__)
-T = TypeVar("T")
 
 NOTIFICATIONS = {"AT", "AB", "AN", "WF", "ST"}  # sent by the EVSE on its own
 MAX_LINE = 128
@@ -93,28 +94,6 @@ def parse(line: str) -> Message:
 
 def _hex(text: str) -> bool:
     return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-async def with_timeout(clock: Clock, coro: Coroutine[Any, Any, T], seconds: float) -> T:
-    """Await `coro`, cancelling it after `seconds` of hub time (TimeoutError)."""
-    task = asyncio.ensure_future(coro)
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        if not task.done():
-            expired = True
-            task.cancel()
-
-    timer = clock.call_later(seconds, expire)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        if expired:
-            raise TimeoutError(f"no answer within {seconds:g} s") from None
-        raise
-    finally:
-        timer.cancel()
 
 
 class RapiLink:

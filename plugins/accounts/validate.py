@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
 from typing import Any
 
 import voluptuous as vol
 
 from hub.charging.auth import DEFAULT_TOKEN_TYPE, TOKEN_TYPES, normalize_token_type
+from hub.validators import aware_datetime
 
 MAX_ID_LENGTH = 36  # OCPP 2.0.1 IdTokenType.idToken
 MAX_TEXT = 255
@@ -118,21 +118,6 @@ def email(value: Any) -> str:
     if len(cleaned) > MAX_EMAIL or not _EMAIL.fullmatch(cleaned) or "." not in cleaned[-64:]:
         raise vol.Invalid("not an e-mail address like driver@example.com")
     return cleaned
-
-
-def aware_datetime(value: Any) -> datetime:
-    example = "like 2027-01-01T00:00:00+01:00"
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise vol.Invalid(f"not an ISO 8601 date and time {example}") from None
-    if not isinstance(value, datetime):
-        what = "a date without a time" if isinstance(value, date) else type(value).__name__
-        raise vol.Invalid(f"expected a date and time with a UTC offset {example}, got {what}")
-    if value.utcoffset() is None:
-        raise vol.Invalid(f"needs a UTC offset ({example} or ...Z)")
-    return value.astimezone(UTC)
 
 
 _ENTITY = re.compile(r"charger\.[a-z0-9_]{1,250}")

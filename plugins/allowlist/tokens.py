@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any
 
 import voluptuous as vol
@@ -23,6 +23,7 @@ from hub.charging.auth import (
     normalize_token_type,
 )
 from hub.states import valid_entity_id
+from hub.validators import aware_datetime
 
 SOURCE = "allowlist"
 MAX_ID_LENGTH = 36  # OCPP 2.0.1 IdTokenType.idToken
@@ -133,21 +134,6 @@ def token_type(value: Any) -> str:
     if canonical not in TOKEN_TYPES:
         raise vol.Invalid(f"unknown token type {value!r}; use one of {', '.join(TOKEN_TYPES)}")
     return canonical
-
-
-def aware_datetime(value: Any) -> datetime:
-    example = "like 2027-01-01T00:00:00+01:00"
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise vol.Invalid(f"not an ISO 8601 date and time {example}") from None
-    if not isinstance(value, datetime):
-        what = "a date without a time" if isinstance(value, date) else type(value).__name__
-        raise vol.Invalid(f"expected a date and time with a UTC offset {example}, got {what}")
-    if value.utcoffset() is None:
-        raise vol.Invalid(f"needs a UTC offset ({example} or ...Z)")
-    return value.astimezone(UTC)
 
 
 def entity_id(value: Any) -> str:

@@ -5,28 +5,18 @@ reconciliation report. Every answer is plain JSON data, amounts as decimal text.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
 
 from hub.services import ServiceCall
+from hub.validators import aware_datetime as _aware
 from plugins.billing import ledger
 from plugins.billing.money import fmt, money_schema
 from plugins.billing.office import month_period
 
 if TYPE_CHECKING:
     from plugins.billing import Billing
-
-
-def _aware(value: Any) -> datetime:
-    try:
-        when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    except ValueError:
-        raise vol.Invalid(f"{value!r} is not an ISO 8601 time") from None
-    if when.utcoffset() is None:
-        raise vol.Invalid("give the time with its offset (2026-03-01T00:00:00+01:00)")
-    return when
 
 
 _MONTH = vol.Match(r"^\d{4}-(0[1-9]|1[0-2])$")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import voluptuous as vol
@@ -36,6 +36,7 @@ import voluptuous as vol
 from hub.core import Hub
 from hub.plugins import hookimpl
 from hub.services import ServiceCall
+from hub.validators import aware_datetime as _aware
 from plugins.openadr.grid_signal import GridSignal
 from plugins.openadr.manager import EVENT_DEMAND_RESPONSE, DemandResponse, Settings
 from plugins.openadr.mapping import DEFAULT_LEVELS, MappingConf, parse_rule
@@ -253,16 +254,6 @@ async def hub_teardown(hub: Hub) -> None:
     for grid in plugin.grid_signals:
         await grid.stop()
     plugin.dr.stop()
-
-
-def _aware(value: Any) -> datetime:
-    try:
-        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    except ValueError:
-        raise vol.Invalid(f"{value!r} is not an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        raise vol.Invalid("give the UTC offset, e.g. 2026-03-02T17:00:00+01:00")
-    return parsed
 
 
 @hookimpl

@@ -4,12 +4,12 @@ and `smart_charging.replan`: how users and automations steer the engine."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import voluptuous as vol
 
 from hub.services import ServiceCall
+from hub.validators import aware_datetime as _aware
 from plugins.smart_charging.allocator import Cap
 
 if TYPE_CHECKING:
@@ -19,16 +19,6 @@ _ENTITY = vol.Match(r"^charger\.[a-z0-9_]+$")
 _KW = vol.Any(None, vol.All(vol.Coerce(float), vol.Range(min=0)))
 _AMPS = _KW
 _LIMIT_KW = vol.Required("limit_kw")
-
-
-def _aware(value: Any) -> datetime:
-    try:
-        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    except ValueError:
-        raise vol.Invalid(f"{value!r} is not an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        raise vol.Invalid("a departure needs its UTC offset, e.g. 2026-03-02T07:30:00+01:00")
-    return parsed
 
 
 def register_services(engine: Engine, register: Callable[..., None]) -> None:

@@ -18,6 +18,7 @@ from aiohttp.web_urldispatcher import AbstractRoute
 
 from web.auth import Principal
 from web.config import ROLES
+from web.drivers import DRIVER_COOKIE, Driver
 
 if TYPE_CHECKING:
     from web.auth import Auth
@@ -29,6 +30,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SERVER: web.AppKey[WebServer] = web.AppKey("evhub_web_server")
 PRINCIPAL = web.RequestKey("evhub_principal", Principal)
+DRIVER = web.RequestKey("evhub_driver", Driver)
 CLIENT_ADDRESS = web.RequestKey("evhub_client_address", str)
 CLIENT_SECURE = web.RequestKey("evhub_client_secure", bool)
 SESSION_COOKIE = "evhub_session"
@@ -72,6 +74,9 @@ class RouteSpec:
     websocket: bool = False  # authenticates inside the protocol (first message)
     plugin: str | None = None
     page: str | None = None  # a title: the page is linked in the navigation
+    # The driver portal's own allow-list group (role None): "public" (login, a charger's
+    # landing page) or "driver" (needs a driver session, web/drivers.py).
+    portal: str | None = None
 
 
 class Routes:
@@ -92,13 +97,19 @@ class Routes:
         websocket: bool = False,
         plugin: str | None = None,
         page: str | None = None,
+        portal: str | None = None,
     ) -> RouteSpec:
         if role is not None and role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
+        if portal is not None and (
+            portal not in ("public", "driver") or role is not None or plugin is not None
+            or not path.startswith("/portal/")
+        ):  # fmt: skip
+            raise ValueError(f"portal route {path!r}: a /portal/ path, public or driver, no role")
         method = method.upper()
         api = path == "/api" or path.startswith("/api/")
         route = self.app.router.add_route(method, path, handler)
-        spec = RouteSpec(method, path, role, api, websocket, plugin, page)
+        spec = RouteSpec(method, path, role, api, websocket, plugin, page, portal)
         self.specs[route] = spec
         return spec
 
@@ -200,6 +211,8 @@ def auth_middleware(routes: Routes, auth: Auth) -> Any:
             _LOGGER.error("refusing %s %s: route was not added through Routes", request.method,
                           request.path)  # fmt: skip
             raise web.HTTPForbidden(text="route without an access rule")
+        if spec.portal is not None:
+            return await _portal(request, spec, handler)
         if spec.role is None:
             return await handler(request)
         if spec.websocket:
@@ -222,7 +235,7 @@ def auth_middleware(routes: Routes, auth: Auth) -> Any:
         # A session rides on a cookie the browser adds by itself: a state-changing request
         # must also prove it came from our page. A bearer token is never sent by itself.
         unsafe = request.method not in SAFE_METHODS and principal.via == "session"
-        if unsafe and not await _csrf_ok(request, principal):
+        if unsafe and not await _csrf_ok(request, principal.csrf):
             _LOGGER.warning("CSRF check failed for %s %s", request.method, request.path)
             if spec.api:
                 return json_error(403, "missing or wrong CSRF token")
@@ -231,6 +244,22 @@ def auth_middleware(routes: Routes, auth: Auth) -> Any:
         return await handler(request)
 
     return middleware
+
+
+async def _portal(request: web.Request, spec: RouteSpec, handler: Handler) -> web.StreamResponse:
+    """Driver portal routes: drivers are not users; their session is a cookie of its own."""
+    driver = request.app[SERVER].drivers.get(request.cookies.get(DRIVER_COOKIE))
+    if driver is not None:
+        request[DRIVER] = driver
+    if spec.portal == "public":
+        return await handler(request)  # the login forms check their own double-submit token
+    if driver is None:
+        target = quote(safe_next(request.path_qs), safe="/?=&")
+        raise web.HTTPSeeOther(f"/portal/login?next={target}")
+    if request.method not in SAFE_METHODS and not await _csrf_ok(request, driver.csrf):
+        _LOGGER.warning("CSRF check failed for %s %s", request.method, request.path)
+        raise web.HTTPForbidden(text="The form expired: go back, reload and try again.")
+    return await handler(request)
 
 
 def _unauthorized() -> web.Response:
@@ -250,7 +279,7 @@ async def authenticate(request: web.Request, auth: Auth) -> Principal | None:
     return await auth.session(cookie) if cookie else None
 
 
-async def _csrf_ok(request: web.Request, principal: Principal) -> bool:
+async def _csrf_ok(request: web.Request, expected: str | None) -> bool:
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.content_type in (
         "application/x-www-form-urlencoded",
@@ -259,7 +288,7 @@ async def _csrf_ok(request: web.Request, principal: Principal) -> bool:
         form = await request.post()  # cached by aiohttp: the handler reads it again for free
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
-    return bool(sent) and principal.csrf is not None and hmac.compare_digest(sent, principal.csrf)
+    return bool(sent) and expected is not None and hmac.compare_digest(sent, expected)
 
 
 def _same_origin(request: web.Request, origin: str) -> bool:

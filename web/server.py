@@ -19,9 +19,10 @@ from markupsafe import Markup
 from sqlalchemy import Connection
 
 from hub.storage.schema import json_dumps
-from web import api, pages, queries
+from web import api, pages, portal, queries
 from web.auth import Auth
 from web.config import ROLES
+from web.drivers import DriverSessions
 from web.render import Renderer
 from web.routes import (
     SERVER,
@@ -68,6 +69,7 @@ class WebServer:
         self.conf = conf
         self.version = version()
         self.auth = Auth(hub, conf)
+        self.drivers = DriverSessions(hub, conf)
         self.renderer = Renderer(self)
         self.sockets = Sockets(self)
         self.app: web.Application | None = None
@@ -129,6 +131,7 @@ class WebServer:
             routes.add(method, path, handler, role=role)
         routes.add("GET", "/api/websocket", self.sockets.handle, websocket=True)
         pages.register(routes)
+        portal.register(routes)
         routes.static("/static", HERE / "static")
         self._add_plugin_routes(routes)
         return app

@@ -28,6 +28,7 @@ from hub.plugins import hookimpl
 from plugins.accounts.admin import Admin
 from plugins.accounts.clones import EVENT_CLONE_SUSPECTED, CloneWatch
 from plugins.accounts.directory import EVENT_ACCOUNTS_CHANGED, AccountsError, Directory, Seed
+from plugins.accounts.login import Login
 from plugins.accounts.mail import Mailer
 from plugins.accounts.model import Account, Organisation, Token
 from plugins.accounts.privacy import EVENT_ERASED, Privacy
@@ -58,6 +59,7 @@ class Accounts:
     privacy: Privacy
     registration: Registration
     clones: CloneWatch
+    login: Login
 
 
 def seed_from(conf: Mapping[str, Any]) -> Seed:
@@ -103,12 +105,9 @@ async def hub_setup(hub: Hub, config: Mapping[str, Any]) -> None:
         conf["auto_block_clones"],
     )
     directory.clones = clones
+    registration = Registration(directory, admin, reg_conf, mailer)
     hub.data[DOMAIN] = Accounts(
-        directory,
-        admin,
-        Privacy(directory),
-        Registration(directory, admin, reg_conf, mailer),
-        clones,
+        directory, admin, Privacy(directory), registration, clones, Login(registration)
     )
 
 

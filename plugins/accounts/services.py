@@ -37,6 +37,9 @@ DESCRIPTIONS = {
     "erase_driver": "Erase a driver's personal data; billing records keep a pseudonym.",
     "register": "Self-registration: a pending driver and a verification code by e-mail.",
     "verify": "Confirm a registration with the e-mailed code; the driver becomes active.",
+    "login_code": "Driver portal: mail a single-use login code to an active account's address.",
+    "login_verify": "Driver portal: the account id when the e-mailed login code is right, else "
+    "null.",
     "local_list": "The list for chargers' local authorization: {version, update_type, entries}; "
     "Differential (changes after since_version) when possible, else Full.",
 }
@@ -133,6 +136,8 @@ def register_services(hub: Hub, accounts: Accounts, register: Callable[..., None
         "verify": lambda data, call: accounts.registration.verify(
             data["email"], data["code"], call.context
         ),
+        "login_code": lambda data, call: accounts.login.send(data["email"], call.context),
+        "login_verify": lambda data, call: accounts.login.verify(data["email"], data["code"]),
         "local_list": lambda data, call: local_list(data),
     }
 

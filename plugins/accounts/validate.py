@@ -418,6 +418,13 @@ def service_schemas(hide_token: Callable[[str], str]) -> dict[str, vol.Schema]:
                 vol.Required("code"): personal(vol.All(str, vol.Length(min=1, max=128))),
             }
         ),
+        "login_code": vol.Schema({vol.Required("email"): mail}),
+        "login_verify": vol.Schema(
+            {
+                vol.Required("email"): mail,
+                vol.Required("code"): personal(vol.All(str, vol.Length(min=1, max=128))),
+            }
+        ),
         "local_list": vol.Schema(
             {  # None is the same as leaving a key out
                 vol.Optional("since_version"): opt(vol.All(int, vol.Range(min=0))),

@@ -25,6 +25,10 @@ _RANGE = {vol.Optional("start"): _aware, vol.Optional("end"): _aware}
 
 SCHEMAS: dict[str, Any] = {
     "estimate": {vol.Required("session_id"): str},
+    "quote": {
+        vol.Required("entity_id"): vol.Match(r"^charger\.[a-z0-9_]+$"),
+        vol.Optional("id_token"): vol.All(str, vol.Length(min=1, max=36)),
+    },
     "bill_session": {vol.Required("session_id"): str},
     "correct_cdr": {
         vol.Required("cdr_id"): str,
@@ -75,6 +79,7 @@ SCHEMAS: dict[str, Any] = {
 }
 
 DESCRIPTIONS = {
+    "quote": "The plan and prices that apply now to a charger (and a token): shown before a start.",
     "estimate": "The price of a session so far (running) or in full: {total, net, tax, lines}.",
     "bill_session": "Make the CDR of a finished session (once; later calls return it).",
     "correct_cdr": "Credit a CDR and replace it, priced again from its readings (or a plan).",
@@ -99,6 +104,9 @@ def register_services(billing: Billing, register: Callable[..., None]) -> None:
 
     async def estimate(call: ServiceCall) -> Any:
         return await billing.engine.estimate(call.data["session_id"])
+
+    async def quote(call: ServiceCall) -> Any:
+        return await quote_for(billing, call.data["entity_id"], call.data.get("id_token"))
 
     async def bill_session(call: ServiceCall) -> Any:
         cdr = await billing.engine.bill_session(call.data["session_id"])
@@ -198,6 +206,7 @@ def register_services(billing: Billing, register: Callable[..., None]) -> None:
         }
 
     handlers = {
+        "quote": quote,
         "estimate": estimate,
         "bill_session": bill_session,
         "correct_cdr": correct_cdr,
@@ -229,4 +238,34 @@ def _invoice(row: Any) -> dict[str, Any]:
         "net": fmt(row["net"]),
         "tax": fmt(row["tax"]),
         "gross": fmt(row["gross"]),
+    }
+
+
+async def quote_for(billing: Billing, entity_id: str, id_token: str | None) -> dict[str, Any]:
+    """The plan a session started now on `entity_id` by `id_token` would be priced with, and its
+    prices now (amounts as configured: net unless `prices_include_tax`)."""
+    hub, engine = billing.hub, billing.engine
+    state = hub.states.get(entity_id)
+    if state is None or state.domain != "charger":
+        raise ValueError(f"entity_id: no charger {entity_id}")
+    attrs = state.attributes
+    site = attrs.get("site") or engine.conf.get("site") or (hub.site.id if hub.site else None)
+    who = await engine.who(id_token)
+    charger_id = str(attrs.get("charge_point_id") or entity_id.partition(".")[2])
+    name = engine.book.resolve(who, charger_id, entity_id, str(site) if site else None)
+    plan = engine.book.get(name, engine.currency)
+    period, per_kwh = plan.energy_period(hub.clock.now().astimezone(hub.time_zone))
+    return {
+        "entity_id": entity_id,
+        "plan": plan.name,
+        "label": plan.label or plan.name,
+        "currency": plan.currency,
+        "period": period,
+        "energy_per_kwh": fmt(per_kwh),
+        "session_fee": fmt(plan.session_fee),
+        "time_per_minute": fmt(plan.time_per_minute),
+        "idle_per_minute": fmt(plan.idle_per_minute),
+        "idle_grace_minutes": fmt(plan.idle_grace_minutes),
+        "tax_rate": fmt(plan.tax_rate),
+        "prices_include_tax": plan.prices_include_tax,
     }

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hub.bootstrap import create_hub
 from hub.clock import SimClock
 from hub.core import Hub
@@ -73,3 +75,27 @@ async def test_sessions_are_billed_to_the_accounts_the_accounts_plugin_knows(
         anna = next(i for i in issued if i["bill_to"] == "anna")
         row = await hub.recorder.read(lambda conn: store.get_invoice(conn, anna["invoice_id"]))
         assert row["doc"]["customer"]["email"] == "anna@example.org"
+
+
+async def test_a_quote_names_the_plan_and_prices_a_token_would_get_on_a_charger(
+    tmp_path: Path, clock: SimClock
+) -> None:
+    async with hub_with_accounts(tmp_path, clock) as hub:
+        hub.states.set("charger.bay_01_1", "available", attributes={"charge_point_id": "bay_01"})
+        quote = await hub.services.call(
+            "billing", "quote", {"entity_id": "charger.bay_01_1", "id_token": "04A1B2C3"}
+        )
+        assert (quote["plan"], quote["energy_per_kwh"], quote["currency"]) == (
+            "public",
+            "0.4",
+            "EUR",
+        )
+        assert quote["tax_rate"] == "19" and quote["prices_include_tax"] is False
+        fleet = await hub.services.call(
+            "billing", "quote", {"entity_id": "charger.bay_01_1", "id_token": "0B0B0B0B"}
+        )
+        assert (fleet["plan"], fleet["energy_per_kwh"]) == ("fleet", "0.3")
+        anonymous = await hub.services.call("billing", "quote", {"entity_id": "charger.bay_01_1"})
+        assert anonymous["plan"] == "public"
+        with pytest.raises(ValueError, match="no charger"):
+            await hub.services.call("billing", "quote", {"entity_id": "charger.nope"})

@@ -18,6 +18,20 @@ from tests.web.conftest import Web, start_web
 
 # The explicit allow-list: everything else needs a user.
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/setup"), ("POST", "/setup")}
+# The driver portal's own group (drivers are not users): public are its login forms and a
+# charger's landing page (which sends a driver without a session to the login); the rest needs
+# a driver session (tests/web/test_portal.py).
+PORTAL = {
+    ("GET", "/portal/login", "public"),
+    ("POST", "/portal/login", "public"),
+    ("POST", "/portal/login/code", "public"),
+    ("GET", "/portal/c/{entity_id}", "public"),
+    ("GET", "/portal/", "driver"),
+    ("POST", "/portal/logout", "driver"),
+    ("POST", "/portal/c/{entity_id}/start", "driver"),
+    ("POST", "/portal/c/{entity_id}/stop", "driver"),
+}
+PORTAL_PUBLIC = {(m, p) for m, p, kind in PORTAL if kind == "public"}
 HOSTILE = "<script>alert(1)</script>"
 
 
@@ -79,7 +93,7 @@ async def test_every_route_refuses_an_anonymous_caller(web_with_plugin: Web) -> 
     assert len(routes) > 40 and ("GET", "/api/plugins/hello/data") in routes
     checked = 0
     for method, path in routes:
-        if method == "HEAD" or (method, path) in PUBLIC:
+        if method == "HEAD" or (method, path) in PUBLIC | PORTAL_PUBLIC:
             continue
         url = _concrete(path)
         if path.startswith("/static"):
@@ -91,7 +105,9 @@ async def test_every_route_refuses_an_anonymous_caller(web_with_plugin: Web) -> 
             assert (await answer.json())["message"]
         else:
             assert answer.status == 303, (method, path, answer.status)
-            assert answer.headers["Location"].startswith("/login?next=")
+            portal = (method, path, "driver") in PORTAL
+            login = "/portal/login?next=" if portal else "/login?next="
+            assert answer.headers["Location"].startswith(login), (method, path)
         checked += 1
     assert checked >= 40
     # A forged bearer token or session cookie is no better than none.
@@ -100,11 +116,16 @@ async def test_every_route_refuses_an_anonymous_caller(web_with_plugin: Web) -> 
     assert (await anonymous.get("/static/app.js")).status == 200
 
 
-async def test_the_allow_list_is_exactly_login_setup_and_static(web_with_plugin: Web) -> None:
+async def test_the_allow_lists_are_login_setup_static_and_the_portal_group(
+    web_with_plugin: Web,
+) -> None:
     routes = web_with_plugin.server.routes
     assert routes is not None
-    public = {(s.method, s.path) for s in routes.specs.values() if s.role is None}
+    public = {(s.method, s.path) for s in routes.specs.values() if s.role is None and not s.portal}
     assert public == PUBLIC
+    portal = {(s.method, s.path, s.portal) for s in routes.specs.values() if s.portal}
+    assert portal == PORTAL
+    assert all(s.role is None for s in routes.specs.values() if s.portal)
     websocket = [s.path for s in routes.specs.values() if s.websocket]
     assert websocket == ["/api/websocket"]
     for route in web_with_plugin.server.app.router.routes():  # type: ignore[union-attr]

@@ -131,3 +131,10 @@ async def hub_authorize(
 @hookimpl
 def hub_register_services(hub: Hub, register: Callable[..., None]) -> None:
     register_services(hub, hub.data[DOMAIN], register)
+
+
+@hookimpl
+def hub_web_routes(register: Callable[..., None]) -> None:
+    from plugins.accounts.web import register_routes  # aiohttp and jinja2: only when the UI runs
+
+    register_routes(register)

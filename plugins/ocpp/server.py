@@ -14,6 +14,7 @@ import gc
 import logging
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from plugins.ocpp.v16 import V16
 from plugins.ocpp.v201 import V201
 
 if TYPE_CHECKING:
+    from hub.bus import Event
     from hub.core import Hub
     from plugins.ocpp.transactions import Transactions
 
@@ -37,6 +39,8 @@ _CHARGER_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,48}$")  # 2.0.1 identity: at most
 EVENT_CONNECTED = "ocpp_connected"
 FREEZE_EVERY = 500  # connections between gc.freeze() calls
 EVENT_DISCONNECTED = "ocpp_disconnected"
+# Fired by billing with a running session's live price; forwarded to 2.0.1 stations.
+EVENT_COST_UPDATED = "billing_cost_updated"
 
 
 @dataclass(slots=True)
@@ -64,6 +68,7 @@ class OcppServer:
         self.stations: dict[str, Station] = {}
         self.connections: dict[str, Connection] = {}
         self._runner: web.AppRunner | None = None
+        self._unlisten: list[Callable[[], None]] = []
         self._connected_since_freeze = 0
         self.ports: list[int] = []
         self.files = FileService(hub)
@@ -102,14 +107,47 @@ class OcppServer:
             await site.start()
             self.ports.append(_bound_port(site))
         _LOGGER.info("OCPP listening on %s ports %s", host, self.ports)
+        self._unlisten.append(self.hub.bus.listen(EVENT_COST_UPDATED, self._cost_updated))
 
     async def stop(self) -> None:
+        while self._unlisten:
+            self._unlisten.pop()()
         self.local_lists.close()
         for conn in list(self.connections.values()):
             await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"hub shutting down")
         if self._runner is not None:
             await self._runner.cleanup()
         self.registry.flush()
+
+    # --- billing -> station --------------------------------------------------------------
+    def _cost_updated(self, event: Event) -> None:
+        """OCPP 2.0.1 CostUpdated for a known transaction of a connected 2.0.1 station; sent
+        in a task of its own so the bus never waits for the station."""
+        charger_id, transaction_id = event.data.get("charger_id"), event.data.get("transaction_id")
+        station = self.stations.get(charger_id) if isinstance(charger_id, str) else None
+        if (
+            station is None
+            or not station.connected
+            or station.version != V201.version
+            or not isinstance(transaction_id, str)
+            or not self.transactions.known(station.id, transaction_id)
+        ):
+            return
+        try:
+            total = float(event.data["total"])
+        except (KeyError, TypeError, ValueError):
+            _LOGGER.warning("%s: CostUpdated not sent: bad total %r", station.id,
+                            event.data.get("total"))  # fmt: skip
+            return
+        payload = {"totalCost": total, "transactionId": transaction_id}
+        self.hub.create_task(self._send_cost(station, payload), f"ocpp {station.id} CostUpdated")
+
+    async def _send_cost(self, station: Station, payload: dict[str, Any]) -> None:
+        try:
+            await station.call("CostUpdated", payload)
+        except Exception as err:  # a price display must never break anything
+            _LOGGER.warning("%s: CostUpdated for %s failed: %r", station.id,
+                            payload["transactionId"], err)  # fmt: skip
 
     # --- one websocket --------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -166,6 +166,13 @@ class Station(ChargePoint):
         self._got("ChangeAvailability", kw)
         return call_result.ChangeAvailability(status="Scheduled")
 
+    @on("CostUpdated")
+    def cost_updated(self, **kw: Any) -> call_result.CostUpdated:
+        self._got("CostUpdated", kw)
+        if self.replies.get("CostUpdated") == "InternalError":
+            raise RuntimeError("display broken")
+        return call_result.CostUpdated()
+
     @on("SetVariables")
     def set_variables(self, set_variable_data: list[dict[str, Any]], **kw: Any) -> Any:
         results = [{"attribute_status": "Accepted", "component": d["component"],
@@ -578,6 +585,35 @@ async def test_commands_reach_the_station(tmp_path: Path) -> None:
         assert await adapter.get_variables([pair]) == {"OCPPCommCtrlr/HeartbeatInterval": "120"}
         configuration = hub.data["ocpp"].stations["evse_201"].configuration
         assert configuration["OCPPCommCtrlr/HeartbeatInterval"] == "120"
+
+
+async def test_billing_cost_updates_reach_the_station_of_the_transaction(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = SimClock(start=T0)
+    async with (
+        running_hub(tmp_path, OCPP, clock, **ALLOW) as hub,
+        charger(hub, "evse_201", Station, protocol="ocpp2.0.1") as cp,
+    ):
+        await cp.call(event("Started", 0, ts(clock), state="Charging"))
+        cost = {"charger_id": "evse_201", "connector": 1, "entity_id": ENTITY,
+                "transaction_id": "TX-1", "session_id": 1, "total": "1.92",
+                "currency": "EUR"}  # fmt: skip
+        # Unknown transactions and stations are left alone; only the known one is sent.
+        hub.bus.fire("billing_cost_updated", {**cost, "transaction_id": "TX-unknown"})
+        hub.bus.fire("billing_cost_updated", {**cost, "charger_id": "nobody"})
+        hub.bus.fire("billing_cost_updated", cost)
+        assert await cp.request("CostUpdated") == {"total_cost": 1.92, "transaction_id": "TX-1"}
+        await hub.block_till_done()
+        assert cp.requests["CostUpdated"].empty()
+
+        # A station that answers with an error is logged; the bus and the hub go on.
+        cp.replies["CostUpdated"] = "InternalError"
+        with caplog.at_level("WARNING"):
+            hub.bus.fire("billing_cost_updated", {**cost, "total": "2.50"})
+            assert (await cp.request("CostUpdated"))["total_cost"] == 2.5
+            await hub.block_till_done()
+        assert "CostUpdated for TX-1 failed" in caplog.text
 
 
 async def test_an_event_whose_write_fails_is_refused_and_its_retry_recorded(

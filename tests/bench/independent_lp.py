@@ -73,21 +73,29 @@ def _limits(node: Node) -> list[tuple[Phase | None, float]]:
     return out
 
 
-def solve(scenario: Scenario, visits: Sequence[Visit], *, time_limit: float = 300.0) -> Optimum:
-    """Minimise energy cost + demand charge x peak over every quarter, every session known.
+@dataclass(eq=False)
+class Model:
+    """The offline LP of one scenario as columns and rows, before it is solved: online_bound.py
+    stacks several of them into one LP."""
 
-    p[v,t] in [0, min(vehicle, charger)] in the whole quarters v is plugged in (from `visits`,
-    so that both sides charge on the same chargers in the same windows); per vehicle
-    sum_t p dt + unmet = energy, unmet penalised far above any price; per node, quarter and limit
-    sum p x coefficient <= rating, where a charger on k grid phases draws p x 1000 / (V k) A on
-    each of them; peak >= sum_v p[v,t]; minimise sum_t price dt sum_v p + rate x peak.
-    """
+    cost: list[float]
+    upper: list[float]
+    rows: list[tuple[list[int], list[float], float, float]]  # (columns, coefs, low, high)
+    col_of: dict[tuple[int, int], int]  # (visit, quarter) -> column
+    windows: list[range]  # quarters each visit charges in
+    unmet0: int  # column of visit 0's unmet kWh; the rest follow
+    peak: int  # column of the peak kW
+    prices: list[float]
+    rate: float
+
+
+def build(scenario: Scenario, visits: Sequence[Visit]) -> Model:
+    """The offline optimum's LP: see `solve`."""
     site, volts = scenario.site, scenario.site.voltage
     prices = quarter_prices(scenario)
     n, rate = len(prices), scenario.demand_charge
     # Any kWh is worth less than this: its price plus the 4 kW of peak it could add in a quarter.
     penalty = 1000.0 * (max(map(abs, prices), default=0.0) + rate / DT + 1.0)
-
     cost: list[float] = []
     upper: list[float] = []
     col_of: dict[tuple[int, int], int] = {}
@@ -146,30 +154,24 @@ def solve(scenario: Scenario, visits: Sequence[Visit], *, time_limit: float = 30
             if cols:
                 rows.append(([*cols, peak], [1.0] * len(cols) + [-1.0], -INF, 0.0))
 
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = len(cost), len(rows)
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, [0.0] * len(cost), upper
-    lp.row_lower_ = [r[2] for r in rows]
-    lp.row_upper_ = [r[3] for r in rows]
-    matrix = lp.a_matrix_
-    matrix.format_ = highspy.MatrixFormat.kRowwise
-    matrix.num_col_, matrix.num_row_ = lp.num_col_, lp.num_row_
-    starts, index, value = [0], [], []
-    for cols, coefs, _, _ in rows:
-        index.extend(cols)
-        value.extend(coefs)
-        starts.append(len(index))
-    matrix.start_, matrix.index_, matrix.value_ = starts, index, value
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("time_limit", time_limit)
-    t0 = time.perf_counter()
-    highs.passModel(lp)
-    highs.run()
-    seconds = time.perf_counter() - t0
-    status = highs.modelStatusToString(highs.getModelStatus())
-    assert status == "Optimal", f"independent LP: HiGHS says {status}"
-    x = list(highs.getSolution().col_value)
+    return Model(cost, upper, rows, col_of, windows, unmet0, peak, prices, rate)
+
+
+def solve(scenario: Scenario, visits: Sequence[Visit], *, time_limit: float = 300.0) -> Optimum:
+    """Minimise energy cost + demand charge x peak over every quarter, every session known.
+
+    p[v,t] in [0, min(vehicle, charger)] in the whole quarters v is plugged in (from `visits`,
+    so that both sides charge on the same chargers in the same windows); per vehicle
+    sum_t p dt + unmet = energy, unmet penalised far above any price; per node, quarter and limit
+    sum p x coefficient <= rating, where a charger on k grid phases draws p x 1000 / (V k) A on
+    each of them; peak >= sum_v p[v,t]; minimise sum_t price dt sum_v p + rate x peak.
+    """
+    model = build(scenario, visits)
+    cost, upper, rows = model.cost, model.upper, model.rows
+    col_of, windows, unmet0 = model.col_of, model.windows, model.unmet0
+    prices, rate, n = model.prices, model.rate, len(model.prices)
+
+    x, seconds = run_lp(cost, [0.0] * len(cost), upper, rows, time_limit)
 
     site_kw = [0.0] * n
     delivered = []
@@ -197,7 +199,41 @@ def solve(scenario: Scenario, visits: Sequence[Visit], *, time_limit: float = 30
         unmet_kwh=sum(max(0.0, x[unmet0 + v]) for v in range(len(visits))),
         reachable=reachable,
         vehicles_total=len(visits),
-        columns=lp.num_col_,
-        rows=lp.num_row_,
+        columns=len(cost),
+        rows=len(rows),
         seconds=seconds,
     )
+
+
+def run_lp(
+    cost: Sequence[float],
+    lower: Sequence[float],
+    upper: Sequence[float],
+    rows: Sequence[tuple[list[int], list[float], float, float]],
+    time_limit: float,
+) -> tuple[list[float], float]:
+    """Minimise cost . x on HiGHS; the solution and the seconds it took (optimal or it asserts)."""
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = len(cost), len(rows)
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = list(cost), list(lower), list(upper)
+    lp.row_lower_ = [r[2] for r in rows]
+    lp.row_upper_ = [r[3] for r in rows]
+    matrix = lp.a_matrix_
+    matrix.format_ = highspy.MatrixFormat.kRowwise
+    matrix.num_col_, matrix.num_row_ = lp.num_col_, lp.num_row_
+    starts, index, value = [0], [], []
+    for cols, coefs, _, _ in rows:
+        index.extend(cols)
+        value.extend(coefs)
+        starts.append(len(index))
+    matrix.start_, matrix.index_, matrix.value_ = starts, index, value
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("time_limit", time_limit)
+    t0 = time.perf_counter()
+    highs.passModel(lp)
+    highs.run()
+    seconds = time.perf_counter() - t0
+    status = highs.modelStatusToString(highs.getModelStatus())
+    assert status == "Optimal", f"independent LP: HiGHS says {status}"
+    return list(highs.getSolution().col_value), seconds

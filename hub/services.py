@@ -1,13 +1,15 @@
 """The service registry: named actions (`charging.pause`) that users, automations and plugins call.
 
 A call is validated against the service's voluptuous schema, announced on the bus, then run.
+The announcement (`call_service`, which the recorder keeps) never carries a secret: the fields a
+service declares secret, and any key named like a credential, are masked there.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,45 @@ if TYPE_CHECKING:
     from hub.bus import EventBus
 
 _LOGGER = logging.getLogger(__name__)
+
+# A key holding any of these names a credential wherever it appears (`password`, `api_key`,
+# `webhook_secret`, ...): masked in recorded `call_service` events and in what the web shows.
+SECRET_KEYS = ("password", "secret", "token", "key", "cookie", "authorization")
+# RFID cards: they identify a driver, they open nothing, and history must say which card charged.
+NOT_SECRET_KEYS = frozenset({"id_token", "id_tag"})
+MASK = "***"
+
+
+def is_secret_key(key: Any) -> bool:
+    name = str(key).lower()
+    return name not in NOT_SECRET_KEYS and any(s in name for s in SECRET_KEYS)
+
+
+def redact(value: Any, secret_fields: Iterable[str] = ()) -> Any:
+    """`value` with credentials masked: the top-level `secret_fields`, and at any depth a key whose
+    name says it is a credential. Empty values stay as they are, so "none given" still shows.
+    """
+    declared = frozenset(secret_fields)
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            secret = k in declared or is_secret_key(k)
+            out[k] = MASK if secret and v not in (None, "") else redact(v)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def _secret_fields(svc: Service, data: Mapping[str, Any]) -> Iterable[str]:
+    fields = svc.secret_fields
+    if not callable(fields):
+        return fields
+    try:
+        return list(fields(data))
+    except Exception:  # a broken rule must not leak: mask every field of the call
+        _LOGGER.exception("secret_fields rule failed; the call is recorded with all data masked")
+        return list(data)
 
 
 class ServiceNotFound(LookupError):
@@ -56,6 +97,9 @@ class Service:
     handler: Handler
     schema: vol.Schema | None
     description: str = ""
+    # Field names, or a rule that names them from the call's data (a configuration service
+    # whose `value` is a secret only when its `key` names one).
+    secret_fields: frozenset[str] | Callable[[Mapping[str, Any]], Iterable[str]] = frozenset()
 
 
 class ServiceRegistry:
@@ -70,11 +114,28 @@ class ServiceRegistry:
         handler: Handler,
         schema: vol.Schema | Mapping[Any, Any] | None = None,
         description: str = "",
+        *,
+        secret_fields: Iterable[str] | Callable[[Mapping[str, Any]], Iterable[str]] = (),
     ) -> None:
+        """Add (or replace) `domain.service`.
+
+        `secret_fields` names the top-level fields of the data that are credentials: the handler
+        gets them as sent, the `call_service` event shows them as `***`. A callable gets the
+        validated data and returns those names for that call.
+        """
         domain, service = domain.lower(), service.lower()
         if schema is not None and not isinstance(schema, vol.Schema):
             schema = vol.Schema(schema)
-        self._services.setdefault(domain, {})[service] = Service(handler, schema, description)
+        secrets: frozenset[str] | Callable[[Mapping[str, Any]], Iterable[str]]
+        if callable(secret_fields):
+            secrets = secret_fields
+        elif isinstance(secret_fields, str):  # else read as its letters, masking nothing it should
+            secrets = frozenset([secret_fields])
+        else:
+            secrets = frozenset(secret_fields)
+        self._services.setdefault(domain, {})[service] = Service(
+            handler, schema, description, secrets
+        )
         self._bus.fire(EVENT_SERVICE_REGISTERED, {"domain": domain, "service": service})
 
     def remove(self, domain: str, service: str) -> None:
@@ -109,14 +170,22 @@ class ServiceRegistry:
         data: Mapping[str, Any] | None = None,
         context: Context | None = None,
     ) -> Any:
-        """Validate, fire `call_service`, run the handler and return what it returned."""
+        """Validate, fire `call_service`, run the handler and return what it returned.
+
+        The event carries the data with its secrets masked (the recorder stores every event);
+        the handler gets the real values.
+        """
         domain, service = domain.lower(), service.lower()
         svc = self._get(domain, service)
         validated = self.validate(domain, service, data)
         context = context or Context()
         self._bus.fire(
             EVENT_CALL_SERVICE,
-            {"domain": domain, "service": service, "service_data": validated},
+            {
+                "domain": domain,
+                "service": service,
+                "service_data": redact(validated, _secret_fields(svc, validated)),
+            },
             context,
         )
         result = svc.handler(ServiceCall(domain, service, validated, context))

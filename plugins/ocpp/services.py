@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import voluptuous as vol
 from aiohttp import WSCloseCode
 
-from hub.services import ServiceCall
+from hub.services import ServiceCall, is_secret_key
 from plugins.ocpp.chargers import MIN_PASSWORD
 from plugins.ocpp.rpc import CallErrorReceived, Version, actions
 from plugins.ocpp.schedule import iso
@@ -33,6 +33,20 @@ TRIGGERS = (
 )  # fmt: skip
 
 
+def _sets_secret(action: str, payload: dict[str, Any]) -> bool:
+    """Whether a raw message sets a credential (its value must not be recorded)."""
+    if action == "ChangeConfiguration":
+        return is_secret_key(payload.get("key", ""))
+    if action == "SetVariables":
+        items = payload.get("setVariableData") or []
+        return any(
+            is_secret_key(str((item.get("variable") or {}).get("name", "")))
+            for item in items
+            if isinstance(item, dict)
+        ) or not isinstance(items, list)
+    return False
+
+
 def register_services(hub: Hub, server: OcppServer, register: Callable[..., None]) -> None:
     def station(charger_id: str) -> Station:
         found = server.stations.get(charger_id)
@@ -44,7 +58,7 @@ def register_services(hub: Hub, server: OcppServer, register: Callable[..., None
         return server.conf.get("public_url") or st.extra.get("base_url", "")
 
     def service(
-        name: str, schema: dict[Any, Any], description: str
+        name: str, schema: dict[Any, Any], description: str, secret_fields: Any = ()
     ) -> Callable[[Callable[[Station, dict[str, Any]], Awaitable[Any]]], None]:
         def wrap(build: Callable[[Station, dict[str, Any]], Awaitable[Any]]) -> None:
             async def handler(call: ServiceCall) -> Any:
@@ -55,7 +69,7 @@ def register_services(hub: Hub, server: OcppServer, register: Callable[..., None
                     return {"error": err.code, "description": err.description}
 
             full = {vol.Required("charger_id"): str, **schema}
-            register(DOMAIN, name, handler, full, description)
+            register(DOMAIN, name, handler, full, description, secret_fields=secret_fields)
 
         return wrap
 
@@ -63,6 +77,7 @@ def register_services(hub: Hub, server: OcppServer, register: Callable[..., None
         "call",
         {vol.Required("action"): str, vol.Optional("payload", default={}): dict},
         "Send any OCPP message of the charger's version (checked against its schema).",
+        lambda d: ("payload",) if _sets_secret(d["action"], d["payload"]) else (),
     )
     async def raw(st: Station, d: dict[str, Any]) -> Any:
         if d["action"] not in actions(Version(st.version)):
@@ -85,7 +100,9 @@ def register_services(hub: Hub, server: OcppServer, register: Callable[..., None
         return await st.call("GetVariables", {"getVariableData": wanted})
 
     @service("change_configuration", {vol.Required("key"): str, vol.Required("value"): str},
-             "Set a configuration key (1.6) or a Component.Variable (2.0.1).")  # fmt: skip
+             "Set a configuration key (1.6) or a Component.Variable (2.0.1).",
+             # AuthorizationKey, SecurityCtrlr.BasicAuthPassword: the charger's login.
+             lambda d: ("value",) if is_secret_key(d["key"]) else ())  # fmt: skip
     async def change_configuration(st: Station, d: dict[str, Any]) -> Any:
         if st.version == V16:
             return await st.call("ChangeConfiguration", {"key": d["key"], "value": d["value"]})
@@ -197,6 +214,8 @@ def register_services(hub: Hub, server: OcppServer, register: Callable[..., None
          vol.Required("security_profile"): vol.In([0, 1, 2, 3]),
          vol.Optional("password"): vol.All(str, vol.Length(min=MIN_PASSWORD))},
         "Accept a pending charger, with the security profile and password it must use.",
+        # The charger's login: the recorded call_service event must not hand it to a reader.
+        secret_fields=("password",),
     )  # fmt: skip
     register(
         DOMAIN, "reject_charger", lambda c: server.registry.reject(c.data["charger_id"]),

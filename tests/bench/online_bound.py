@@ -24,30 +24,37 @@ class Bound:
 
     ratio: float  # the least worst case over the scenarios of cost / optimum
     optima: tuple[float, ...]  # each scenario's offline optimum (its LP objective)
-    until: datetime  # the scenarios agree on every arrival before it
+    until: tuple[
+        datetime, ...
+    ]  # scenario i agrees with scenario 0 on every arrival before until[i - 1]
     tied: int  # (vehicle, quarter) powers tied between the scenarios
 
 
-def lower_bound(cases: Sequence[tuple[Scenario, Sequence[Visit]]], until: datetime) -> Bound:
+def lower_bound(
+    cases: Sequence[tuple[Scenario, Sequence[Visit]]], until: datetime | Sequence[datetime]
+) -> Bound:
     """The LP: each scenario's offline model side by side, one column eps, cost_i(x_i) <=
     (1 + eps) x optimum_i for each, p_0[v, t] = p_i[v, t] for every vehicle both know in every
-    quarter before `until`; minimise eps. Every arrival before `until` must be the same session
-    on the same charger in each (ValueError otherwise), so a policy cannot tell them apart."""
+    quarter before scenario i parts from scenario 0 (`until`: one moment for all, or one per
+    scenario after the first; two that part from the first later than each other agree with each
+    other too, through it); minimise eps. Every arrival before its moment must be the same session
+    on the same charger in both (ValueError otherwise), so a policy cannot tell them apart."""
+    untils = [until] * (len(cases) - 1) if isinstance(until, datetime) else list(until)
+    if len(untils) != len(cases) - 1:
+        raise ValueError("one moment per scenario after the first")
     starts = {sc.start for sc, _ in cases}
     if len(starts) != 1:
         raise ValueError("the scenarios must start in the same quarter")
     start = starts.pop()
-    cut = -((start - until) // QUARTER)  # quarters before `until`
     models = [build(sc, vis) for sc, vis in cases]
     optima = []
     for m in models:
         x, _ = run_lp(m.cost, [0.0] * len(m.cost), m.upper, m.rows, 300.0)
         optima.append(sum(c * v for c, v in zip(m.cost, x, strict=True)))
 
-    def seen(vis: Sequence[Visit]) -> dict[str, int]:
+    def seen(vis: Sequence[Visit], until: datetime) -> dict[str, int]:
         return {v.request.id: i for i, v in enumerate(vis) if v.request.arrival < until}
 
-    first = seen(cases[0][1])
     cost: list[float] = []
     upper: list[float] = []
     rows: list[tuple[list[int], list[float], float, float]] = []
@@ -67,12 +74,13 @@ def lower_bound(cases: Sequence[tuple[Scenario, Sequence[Visit]]], until: dateti
         coefs = [c for c in m.cost if c]
         rows.append(([*cols, eps], [*coefs, -opt], -INF, opt))
     tied = 0
-    for (_sc, vis), m, off in zip(cases[1:], models[1:], offsets[1:], strict=True):
-        mine = seen(vis)
+    for (_sc, vis), m, off, moment in zip(cases[1:], models[1:], offsets[1:], untils, strict=True):
+        first, mine = seen(cases[0][1], moment), seen(vis, moment)
+        cut = -((start - moment) // QUARTER)  # quarters that begin before the moment
         if mine.keys() != first.keys() or any(
             vis[mine[k]].charger != cases[0][1][first[k]].charger for k in first
         ):
-            raise ValueError(f"the scenarios do not agree on the arrivals before {until}")
+            raise ValueError(f"the scenarios do not agree on the arrivals before {moment}")
         for k, v0 in first.items():
             vi = mine[k]
             for t in range(cut):
@@ -81,4 +89,4 @@ def lower_bound(cases: Sequence[tuple[Scenario, Sequence[Visit]]], until: dateti
                     rows.append(([a, off + b], [1.0, -1.0], 0.0, 0.0))
                     tied += 1
     x, _ = run_lp(cost, [0.0] * len(cost), upper, rows, 600.0)
-    return Bound(1 + x[eps], tuple(optima), until, tied)
+    return Bound(1 + x[eps], tuple(optima), tuple(untils), tied)

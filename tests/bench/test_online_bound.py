@@ -1,5 +1,6 @@
-"""How much of the online gap any policy must pay: the fleet week against the same week with only
-the vans that are back by a moment of the first evening (a smaller fleet looks the same till then).
+"""What no online policy can avoid: the fleet week and the same depot with fewer vans (the first 2,
+4, ..., 22 back on the first evening, every night of the week) look the same to the hub until the
+next van of the big fleet is due, so one policy must serve them all.
 """
 
 from __future__ import annotations
@@ -14,28 +15,34 @@ from tests.bench.online_bound import lower_bound
 
 pytestmark = pytest.mark.timeout(600)
 
-BACK = 12  # vans back on the first evening when the two weeks part
+ONLINE_TARGET = 0.03  # issue 4, point 8
+FLEETS = range(2, 24, 2)  # vans of the smaller fleets: the first ones back on the first evening
 
 
-def test_the_online_policy_is_no_better_than_the_bound_and_the_bound_is_small() -> None:
+def test_no_online_policy_is_within_the_target_on_every_fleet_size() -> None:
     full = week_on_tou_ev_4().scenario
     evening = sorted((s for s in full.sessions if s.id.endswith("day 0")), key=lambda s: s.arrival)
-    until = evening[BACK].arrival
-    vans = {s.id.split()[0] for s in evening[:BACK]}
-    fewer = replace(full, sessions=[s for s in full.sessions if s.id.split()[0] in vans])
-    cases = [(sc, whatif.assign(sc)) for sc in (full, fewer)]
-    bound = lower_bound(cases, until)
-    ratios = []
-    for (sc, visits), optimum in zip(cases, bound.optima, strict=True):
-        ratios.append(whatif.simulate(sc, "smart", visits).total_cost / optimum)
+    cases, parts = [(full, whatif.assign(full))], []
+    for k in FLEETS:
+        vans = {s.id.split()[0] for s in evening[:k]}
+        fewer = replace(full, sessions=[s for s in full.sessions if s.id.split()[0] in vans])
+        cases.append((fewer, whatif.assign(fewer)))
+        parts.append(evening[k].arrival)  # van k + 1 of the big fleet: the fleets part here
+    bound = lower_bound(cases, parts)
+    ratios = [
+        whatif.simulate(sc, "smart", visits).total_cost / optimum
+        for (sc, visits), optimum in zip(cases, bound.optima, strict=True)
+    ]
+    sizes = [24, *FLEETS]
+    each = ", ".join(f"{n} vans {r - 1:+.1%}" for n, r in zip(sizes, ratios, strict=True))
     print(
-        f"\n== online bound: 24 vans vs the {BACK} back by {until:%H:%M} on the first evening, "
-        f"{bound.tied} powers tied: no online policy is better than {bound.ratio - 1:+.2%} on "
-        f"both; smart online: {ratios[0] - 1:+.2%} and {ratios[1] - 1:+.2%}"
+        f"\n== online bound: the fleet week with 24 vans and with the first "
+        f"{', '.join(map(str, FLEETS))}; {bound.tied} powers tied. No online policy keeps "
+        f"within {bound.ratio - 1:+.2%} of the "
+        f"optimum on all of them; smart online: {each}"
     )
     assert bound.tied > 0
     # smart online is an online policy: the bound holds for it too (LP tolerance aside).
     assert max(ratios) >= bound.ratio - 1e-6
-    # ...and it is far below the 3 % target: the gap measured there is not the price of not
-    # knowing the future on this pair, it is the policy's.
-    assert bound.ratio - 1 < 0.03
+    # The target cannot be promised for a week whose fleet the hub has not seen before.
+    assert bound.ratio - 1 > ONLINE_TARGET

@@ -40,10 +40,14 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import highspy
 
 from hub.charging.site import ChargerNode, Node, Site
+
+if TYPE_CHECKING:
+    from plugins.smart_charging.hedge import Hedge
 
 SLOT = timedelta(minutes=15)
 SHORT_KWH = 0.01  # less unmet energy than this is rounding, not a shortfall
@@ -359,23 +363,10 @@ def _build(prep: Prepared) -> _Layout:
     return _Layout(lp, col0, imp0, imp_upper, row_ids)
 
 
-HEDGE_WEIGHTS = (1.0, 1 / 16)  # of the premium; each try is a warm-started re-solve
-
-
-@dataclass(frozen=True)
-class Hedge:
-    """A second pass over the same LP: the first pass's peak held, energy moved earlier by a
-    premium of `premium` per kWh and slot of delay, so long as the energy cost rises by at most
-    `budget_share` x demand charge x peak (a sixteenth of the premium when the whole would cost
-    more, else none: a dear hour now is not worth the room a later car might need)."""
-
-    premium: float
-    budget_share: float
-
-
 def plan(problem: PlanProblem, *, time_limit: float = 5.0, hedge: Hedge | None = None) -> Plan:
     """The cheapest plan that meets every goal it can; blocking (run it in an executor)."""
-    # Imported here: the heuristic builds on this module's types.
+    # Imported here: the heuristic and the hedge build on this module's types.
+    from plugins.smart_charging.hedge import hedged
     from plugins.smart_charging.heuristics import from_prepared
 
     prep = prepare(problem)  # bad input is the caller's bug: it raises, no fallback hides it
@@ -392,7 +383,7 @@ def plan(problem: PlanProblem, *, time_limit: float = 5.0, hedge: Hedge | None =
         first = _extract(prep, layout, *solved)
         if hedge is None or not problem.demand_charge > 0:
             return first
-        return _hedged(prep, layout, highs, first, hedge)
+        return hedged(prep, layout, highs, first, hedge)
     except Exception as err:  # whatever the solver does, charging must go on
         return from_prepared(prep, detail=f"HiGHS failed: {err!r}")
 
@@ -404,26 +395,6 @@ def _run(highs: highspy.Highs) -> tuple[list[float], list[float], float] | str:
         return f"HiGHS stopped: {highs.modelStatusToString(status)}"
     solution = highs.getSolution()
     return list(solution.col_value), list(solution.row_value), highs.getRunTime()
-
-
-def _hedged(prep: Prepared, layout: _Layout, highs: highspy.Highs, first: Plan, h: Hedge) -> Plan:
-    """Re-solve from the first pass's basis (a warm start: costs and one bound change only)."""
-    n, dt, peak_col = prep.problem.slots, prep.dt, layout.lp.num_col_ - 1
-    highs.changeColBounds(peak_col, first.peak_kw, first.peak_kw + 1e-6)
-    # From the first pass's optimal basis a few dozen simplex iterations do; presolve would
-    # throw that basis away and cost as much as the first solve.
-    highs.setOptionValue("presolve", "off")
-    budget = h.budget_share * prep.problem.demand_charge * first.peak_kw
-    for weight in HEDGE_WEIGHTS:
-        costs = [(prep.price[t] + weight * h.premium * t) * dt for t in range(n)]
-        highs.changeColsCost(n, list(range(layout.imp0, layout.imp0 + n)), costs)
-        solved = _run(highs)
-        if isinstance(solved, str):
-            return first
-        second = _extract(prep, layout, *solved)
-        if second.energy_cost <= first.energy_cost + budget:
-            return replace(second, solve_seconds=first.solve_seconds + second.solve_seconds)
-    return first
 
 
 def _extract(

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from plugins.smart_charging.optimizer import Hedge, Plan, PlanProblem, plan
+from plugins.smart_charging.hedge import Hedge
+from plugins.smart_charging.optimizer import Plan, PlanProblem, plan
 
 # Online, with a demand charge, a kWh delayed an hour costs demand_charge / HEDGE_HOURS: within
 # the peak it pays anyway, energy goes as early as it can, since a quarter-hour's cheaper price
@@ -43,7 +44,8 @@ def plan_smart(
     hedge = None
     if online:
         premium = problem.demand_charge / HEDGE_HOURS * (problem.slot / timedelta(hours=1))
-        hedge = Hedge(premium=premium, budget_share=HEDGE_BUDGET)
+        day = timedelta(hours=HEDGE_HOURS) / problem.slot
+        hedge = Hedge(premium=premium, budget_share=HEDGE_BUDGET, day_slots=day)
     return _priced(plan(problem, time_limit=time_limit, hedge=hedge), real)
 
 

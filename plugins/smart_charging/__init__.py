@@ -9,7 +9,7 @@ the optimizer's plan (prices, demand charges, caps, departures) and explains eve
       default_energy_kwh: 30   # a session's goal until a driver, fleet or ISO 15118 says otherwise
       default_dwell_hours: 8
       demand_period: month     # the demand charge bills the highest 15-min average per month|day
-      peak_hint_factor: 0.95   # plan as if this share of last period's peak were already paid
+      peak_hint_factor: 0.95   # plan as if this share of the last 3 periods' lowest peak were paid
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from hub.plugins import hookimpl
 from plugins.smart_charging import cli
 from plugins.smart_charging.engine import Engine
 from plugins.smart_charging.services import register_services
+from plugins.smart_charging.strategy import PEAK_HINT_FACTOR
 
 DOMAIN = "smart_charging"
 
@@ -41,7 +42,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("export_tariff", default="grid_export"): vol.Match(r"^[a-z0-9_]+$"),
         vol.Optional("demand_charge"): _POSITIVE,
         vol.Optional("demand_period", default="month"): vol.In(("month", "day")),
-        vol.Optional("peak_hint_factor", default=0.95): vol.All(
+        vol.Optional("peak_hint_factor", default=PEAK_HINT_FACTOR): vol.All(
             vol.Coerce(float), vol.Range(min=0, max=1)
         ),
         vol.Optional("horizon_hours", default=24): vol.All(int, vol.Range(min=1, max=72)),

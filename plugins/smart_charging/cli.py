@@ -67,6 +67,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     prices.add_argument(
         "--time-zone", help="for a tariff that names none (IANA, e.g. Europe/Berlin)"
     )
+    prices.add_argument(
+        "--last-peaks", default="", metavar="KW[,KW...]",
+        help="the site's peaks in its last billing periods, oldest first: planned with as the "
+        "live hub plans (0.95 x the lowest of the last three as if paid); default none",
+    )  # fmt: skip
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--online", dest="foresight", action="store_false", help="(the default)")
     mode.add_argument("--foresight", dest="foresight", action="store_true")
@@ -303,6 +308,12 @@ def _scenario(
         if not (args.demand_charge >= 0 and math.isfinite(args.demand_charge)):
             raise InputError("--demand-charge must be a number >= 0")
         demand = args.demand_charge
+    try:
+        last_peaks = tuple(float(kw) for kw in args.last_peaks.split(",") if kw.strip())
+    except ValueError:
+        raise InputError(f"--last-peaks {args.last_peaks!r}: kW numbers, comma-separated") from None
+    if not all(kw >= 0 and math.isfinite(kw) for kw in last_peaks):
+        raise InputError("--last-peaks: each peak is a number of kW >= 0")
     if args.step <= 0 or 15 % args.step:
         raise InputError(f"--step {args.step}: must divide 15 minutes (1, 3, 5 or 15)")
     try:
@@ -313,6 +324,7 @@ def _scenario(
             demand_charge=demand,
             step=timedelta(minutes=args.step),
             foresight=bool(args.foresight),
+            last_peaks_kw=last_peaks,
         )
         return scenario, zone
     except (ValueError, KeyError) as err:

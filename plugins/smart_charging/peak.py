@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from hub.storage.store import JsonStore
+from plugins.smart_charging.strategy import RECENT_PERIODS
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -47,7 +48,7 @@ class PeakTracker:
         self.period_start: datetime | None = None
         self.peak_kw = 0.0
         self.peak_at: datetime | None = None
-        self.last_period_peak_kw: float | None = None
+        self.recent_peaks_kw: list[float] = []  # the last periods' peaks, oldest first
         self._quarter: datetime | None = None
         self._kwh = 0.0  # energy imported in the current quarter so far
         self._last: tuple[datetime, float] | None = None
@@ -60,12 +61,15 @@ class PeakTracker:
             start = datetime.fromisoformat(data["period_start"])
             peak, at = float(data["peak_kw"]), data.get("peak_at")
             last = data.get("last_period_peak_kw")
+            # Files from before the hub kept several periods have the last one only.
+            recent = data.get("recent_peaks_kw", [] if last is None else [last])
+            recent = [float(kw) for kw in recent][-RECENT_PERIODS:]
         except (KeyError, TypeError, ValueError) as err:
             self.store.set_aside(err)
             return
         self.period_start, self.peak_kw = start, peak
         self.peak_at = datetime.fromisoformat(at) if at else None
-        self.last_period_peak_kw = None if last is None else float(last)
+        self.recent_peaks_kw = recent
         self._roll(self.hub.now())
 
     def _dump(self) -> dict[str, Any]:
@@ -74,7 +78,12 @@ class PeakTracker:
             "peak_kw": self.peak_kw,
             "peak_at": self.peak_at.isoformat() if self.peak_at else None,
             "last_period_peak_kw": self.last_period_peak_kw,
+            "recent_peaks_kw": self.recent_peaks_kw,
         }
+
+    @property
+    def last_period_peak_kw(self) -> float | None:
+        return self.recent_peaks_kw[-1] if self.recent_peaks_kw else None
 
     def _roll(self, now: datetime) -> None:
         """A new billing period starts with no peak; the old one's is remembered as a hint."""
@@ -84,7 +93,7 @@ class PeakTracker:
         elif start != self.period_start:
             _LOGGER.info("billing period %s ended with a peak of %.1f kW", self.period_start,
                          self.peak_kw)  # fmt: skip
-            self.last_period_peak_kw = self.peak_kw
+            self.recent_peaks_kw = [*self.recent_peaks_kw, self.peak_kw][-RECENT_PERIODS:]
             self.period_start, self.peak_kw, self.peak_at = start, 0.0, None
             self.store.schedule_save(self._dump)
 
@@ -130,6 +139,7 @@ class PeakTracker:
                 "period_start": self.period_start.isoformat() if self.period_start else None,
                 "peak_at": self.peak_at.isoformat() if self.peak_at else None,
                 "last_period_peak_kw": self.last_period_peak_kw,
+                "recent_peaks_kw": self.recent_peaks_kw,
                 "import_kw": round(kw, 3),
                 "quarter_so_far_kw": round(self._kwh / quarter_h, 3),
             },

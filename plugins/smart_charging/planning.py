@@ -18,7 +18,7 @@ from hub.charging.site import Site
 from plugins.smart_charging.baseload import BaseLoadProfile
 from plugins.smart_charging.optimizer import Plan, PlanProblem, VehicleNeed
 from plugins.smart_charging.peak import PeakTracker
-from plugins.smart_charging.strategy import plan_smart
+from plugins.smart_charging.strategy import peak_hint, plan_smart
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -80,7 +80,7 @@ class Planner:
             problem = self.problem(inputs)
             # Seconds for a thousand vehicles (2.4 s on a depot day here): a thread keeps the
             # loop, and so every charger connection, live meanwhile.
-            hint = self.conf["peak_hint_factor"] * (self.peak.last_period_peak_kw or 0.0)
+            hint = peak_hint(self.peak.recent_peaks_kw, self.conf["peak_hint_factor"])
             result = await loop.run_in_executor(
                 None,
                 lambda p=problem, h=hint: plan_smart(

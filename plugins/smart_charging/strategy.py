@@ -6,6 +6,7 @@ One function for both, so what a facility manager simulates is what the hub then
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
@@ -22,6 +23,21 @@ HEDGE_HOURS = 24.0
 # the hedge runs in full; under day-ahead prices it would buy the day's dearest hours (measured:
 # 26 % above the offline optimum in full, 3.7 % so bounded, on the benchmark's day-ahead depot).
 HEDGE_BUDGET = 0.005
+# The share of the last billing period's peak planned as if paid (`peak_hint_factor`): below 1,
+# so a hint no longer needed fades instead of keeping itself alive.
+PEAK_HINT_FACTOR = 0.95
+# ...of the lowest of the last few periods' peaks: a hint too high is paid in full at once, one too
+# low only leaves part of the early room unused, so the estimate leans low. Measured on twelve
+# synthetic workplace weeks in a row (optimum peaks 33-58 kW): 7.6 % above the optimum on average
+# with the lowest of three, 17.4 % with the last alone, 11.4 % with no hint; a steady depot
+# fleet: 1.1-1.2 % either way (5.1 % with no hint).
+RECENT_PERIODS = 3
+
+
+def peak_hint(recent_peaks_kw: Sequence[float], factor: float = PEAK_HINT_FACTOR) -> float:
+    """The peak planned as if paid, from the last billing periods' peaks (oldest first)."""
+    recent = [kw for kw in recent_peaks_kw[-RECENT_PERIODS:] if kw > 0]
+    return factor * min(recent) if recent else 0.0
 
 
 def plan_smart(

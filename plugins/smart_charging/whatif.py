@@ -62,7 +62,7 @@ from hub.charging.site import ChargerNode, Site
 from plugins.smart_charging.allocator import AC_DEFAULT_MAX_A, SessionDemand, allocate
 from plugins.smart_charging.heuristics import least_laxity_first
 from plugins.smart_charging.optimizer import PlanProblem, VehicleNeed, plan, prepare
-from plugins.smart_charging.strategy import plan_smart
+from plugins.smart_charging.strategy import peak_hint, plan_smart
 from plugins.smart_charging.whatif_load import (
     EPS,
     QUARTER,
@@ -113,12 +113,18 @@ class Scenario:
     step: timedelta = QUARTER
     foresight: bool = False
     horizon: timedelta = HORIZON
+    # The site's peaks in its last billing periods, oldest first (what `sensor.site_peak_demand`
+    # kept): smart and the hub-based policies plan with them as the live hub does
+    # (`strategy.peak_hint`). Empty: a hub that starts with no history.
+    last_peaks_kw: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.sessions:
             raise ValueError("no sessions to simulate")
         if self.step <= timedelta(0) or QUARTER % self.step or self.step % timedelta(minutes=1):
             raise ValueError("the step must be whole minutes dividing 15 minutes (1, 3, 5, 15)")
+        if not all(0 <= kw < math.inf for kw in self.last_peaks_kw):
+            raise ValueError("the last periods' peaks must be numbers >= 0")
         if self.demand_charge < 0 or self.horizon < QUARTER:
             raise ValueError("the demand charge must be >= 0 and the horizon >= 15 minutes")
         seen: set[str] = set()
@@ -252,6 +258,10 @@ def _llf(problem: PlanProblem) -> Mapping[str, Sequence[float]]:
     return least_laxity_first(problem).power_kw
 
 
+def _smart_hinted(problem: PlanProblem, peak_hint_kw: float) -> Mapping[str, Sequence[float]]:
+    return plan_smart(problem, online=True, peak_hint_kw=peak_hint_kw).power_kw
+
+
 def _smart_foresight(problem: PlanProblem) -> Mapping[str, Sequence[float]]:
     return plan_smart(problem, online=False).power_kw  # nobody unknown to leave room for
 
@@ -281,6 +291,9 @@ def simulate(
             meter.record(k, draws)
         return meter.result(policy)
     planner = _smart_foresight if policy == "smart" and scenario.foresight else PLANNERS[policy]
+    if policy == "smart" and not scenario.foresight and scenario.last_peaks_kw:
+        hint = peak_hint(scenario.last_peaks_kw)
+        planner = functools.partial(_smart_hinted, peak_hint_kw=hint)
     return _Receding(scenario, visits, meter, planner).run(policy)
 
 

@@ -211,6 +211,8 @@ class _Run:
         hub = self._hub(clock)
         chargers = await self._hardware(hub)
         await hub.start()
+        # What the hub would have kept from its last billing periods.
+        hub.data["smart_charging"].planner.peak.recent_peaks_kw = list(sc.last_peaks_kw)
         plugged = [
             (i, v) for i, v in enumerate(self.visits) if v.charger is not None and v.plug < v.unplug
         ]

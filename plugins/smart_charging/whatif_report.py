@@ -78,7 +78,8 @@ def table(scenario: Scenario, results: Sequence[PolicyResult], *, source: str = 
     lines = [
         f"evhub plan: site {sc.site.id}, {_when(sc, sc.start)} to {_when(sc, sc.end)} "
         f"(UTC{offset[:3]}:{offset[3:]}), {len(sc.sessions)} sessions, {minutes}-minute steps, "
-        f"{'foresight' if sc.foresight else 'online'}",
+        f"{'foresight' if sc.foresight else 'online'}"
+        + (f", last periods' peaks {_kws(sc.last_peaks_kw)} kW" if sc.last_peaks_kw else ""),
         f"prices: {source or sc.prices.source}; demand charge {sc.demand_charge:g} per kW of the "
         "period's highest 15-minute average",
         "",
@@ -247,3 +248,7 @@ pre{{background:#f6f6f6;padding:1em}}</style></head><body>
 <pre>{html.escape(table(sc, results))}</pre>
 </body></html>
 """
+
+
+def _kws(values: tuple[float, ...]) -> str:
+    return ", ".join(f"{kw:g}" for kw in values)

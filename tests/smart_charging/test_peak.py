@@ -3,6 +3,7 @@ the planner; and the one planning strategy the live hub and `evhub plan` share."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hub.clock import SimClock
 from hub.core import Hub
 from plugins.smart_charging.optimizer import PlanProblem
 from plugins.smart_charging.peak import ENTITY_ID, PeakTracker
-from plugins.smart_charging.strategy import plan_smart
+from plugins.smart_charging.strategy import peak_hint, plan_smart
 from tests.smart_charging.test_engine import SITE, LabCharger, settle
 from tests.smart_charging.test_optimizer import ev, given_, hourly, one_circuit_site
 
@@ -139,3 +140,61 @@ def test_a_peak_hint_is_planned_as_paid_but_not_billed() -> None:
     hinted = plan_smart(problem, peak_hint_kw=1_000.0, online=False)
     assert hinted.demand_charge == pytest.approx(10.0 * hinted.peak_kw)  # billed from 0 kW
     assert hinted.energy_cost <= plan_smart(problem, online=False).energy_cost + 1e-6
+
+
+async def test_the_last_three_periods_are_kept_and_the_hint_takes_the_lowest(
+    tmp_path: Path,
+) -> None:
+    clock = SimClock(start=T0)
+    hub = Hub(tmp_path, clock=clock)
+    # A file from before the hub kept several periods: it has the last one only.
+    old = {"period_start": "2026-03-01T00:00:00+00:00", "peak_kw": 50.0, "peak_at": None,
+           "last_period_peak_kw": 70.0}  # fmt: skip
+    (tmp_path / ".storage").mkdir()
+    (tmp_path / ".storage" / "smart_charging.peak.json").write_text(
+        json.dumps({"version": 1, "data": old})
+    )
+    await hub.start()
+    try:
+        tracker = PeakTracker(hub)
+        tracker.load()
+        assert tracker.recent_peaks_kw == [70.0] and tracker.peak_kw == 50.0
+        # 31 days on from each: May (March's 50 kept), June, July (May's and June's kept).
+        for month_peak in (40.0, 90.0, 60.0):
+            await clock.advance(31 * 24 * 3600)
+            await feed(hub, clock, tracker, month_peak, 40)  # two whole quarters at least
+        assert tracker.recent_peaks_kw == pytest.approx([50.0, 40.0, 90.0], abs=0.5)
+        assert tracker.peak_kw == pytest.approx(60.0, abs=0.5)  # July's, not yet a last period
+        assert len(tracker.recent_peaks_kw) == 3
+        assert tracker.last_period_peak_kw == tracker.recent_peaks_kw[-1]
+        assert peak_hint(tracker.recent_peaks_kw) == pytest.approx(0.95 * 40.0, abs=0.5)
+        attrs = hub.states.get(ENTITY_ID).attributes
+        assert attrs["recent_peaks_kw"] == tracker.recent_peaks_kw
+    finally:
+        await hub.stop()
+
+
+def test_the_peak_hint_leans_low() -> None:
+    assert peak_hint([]) == 0.0
+    assert peak_hint([80.0]) == pytest.approx(76.0)
+    assert peak_hint([30.0, 80.0, 90.0, 85.0]) == pytest.approx(0.95 * 80.0)  # the last three
+    assert peak_hint([0.0, 50.0], factor=1.0) == 50.0  # a period with no load says nothing
+
+
+def test_the_cars_that_leave_first_charge_first_within_a_paid_peak() -> None:
+    # Same energy, same price all along; a leaves after 2 h, b after 4 h; 11 kW already paid.
+    problem = given_(
+        ev("a", "bay_1", 0, 2, kwh=11.0, kw=22.0),
+        ev("b", "bay_2", 0, 4, kwh=11.0, kw=22.0),
+        slots=16,
+        price=hourly([0.20, 0.20, 0.20, 0.20]),
+        site=one_circuit_site(grid=100),
+        demand_charge=10.0,
+        peak_so_far_kw=11.0,
+    )
+    result = plan_smart(problem, online=True)
+    assert result.peak_kw == pytest.approx(11.0, abs=1e-3) and not result.shortfalls
+    a, b = result.power_kw["a"], result.power_kw["b"]
+    # a first, at the whole paid peak, then b: the room is free early for whoever comes next
+    assert sum(a[:4]) * 0.25 == pytest.approx(11.0, abs=1e-3)
+    assert sum(b[4:8]) * 0.25 == pytest.approx(11.0, abs=1e-3)

@@ -379,7 +379,40 @@ def test_a_week_of_fleet_sessions_on_a_real_tariff() -> None:
     assert ahead.overloads == 0 and ahead.vehicles_ready >= 164
     assert ahead.total_cost <= 1.03 * bound.total_cost
     # Online, the first evening's peak is set before the fleet is known (each arrival raises the
-    # flat level the LP spreads the known cars over) and the week pays it: measured 5.0 % above
-    # the offline optimum. The issue's 3 % does not hold online on this week; the report says so.
+    # flat level the LP spreads the known cars over) and the week pays it: measured 5.1 % above
+    # the offline optimum. No online policy can promise 3 % for a fleet it has not seen
+    # (tests/bench/test_online_bound.py); with history it can:
     gap = smart.total_cost / bound.total_cost - 1
     assert 0 <= gap < 0.06, f"online smart is {gap:.1%} above the offline optimum"
+    # A hub that ran last week knows its peak: planned as the live hub plans with it
+    # (0.95 x it as if paid), the same week comes to 1.1 % above the optimum (measured).
+    again = simulate(replace(sc, last_peaks_kw=(smart.peak_kw["depot"],)), "smart", visits)
+    assert again.overloads == 0 and again.vehicles_ready >= 166
+    assert again.total_cost <= 1.02 * bound.total_cost < smart.total_cost
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("80,abc", "kW numbers, comma-separated"), ("-3", ">= 0")]
+)
+def test_bad_last_peaks_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    rows = [[T0.isoformat(), (T0 + H).isoformat(), 1, 11]]
+    sessions = _write(tmp_path / "s.csv", ["arrival", "departure", "energy_kwh", "max_kw"], rows)
+    code = main(["plan", "--grid-kw", "50", "--chargers", "1", "--charger-kw", "11",
+                 "--sessions", str(sessions), f"--last-peaks={value}"])  # fmt: skip
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_last_peaks_are_said_in_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [[T0.isoformat(), (T0 + 4 * H).isoformat(), 20, 11]]
+    sessions = _write(tmp_path / "s.csv", ["arrival", "departure", "energy_kwh", "max_kw"], rows)
+    code = main(["plan", "--grid-kw", "50", "--chargers", "1", "--charger-kw", "11",
+                 "--sessions", str(sessions), "--demand-charge", "10",
+                 "--last-peaks", "12,9.5,11", "--policy", "smart"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "last periods' peaks 12, 9.5, 11 kW" in out

@@ -60,9 +60,9 @@ from plugins.smart_charging.hysteresis import (
     DEFAULT_HYSTERESIS_A,
     RAMP_MARGIN_A,
     UNDER_DRAW_AFTER_S,
-    Command,
-    hold,
+    apply_hysteresis,
     peak,
+    round_down,
 )
 
 AC_DEFAULT_MAX_A = 63.0  # IEC 62196-2 Type 2, three-phase: the most an AC session can take
@@ -199,8 +199,8 @@ def allocate(
         admitted = _admit(groups[key], limits)
         _fill(admitted, prepared, limits)
 
-    _round(prepared, resolution_a)
-    _hysteresis(prepared, limits, hysteresis_a)
+    round_down(prepared, resolution_a)
+    apply_hysteresis(prepared, limits, hysteresis_a)
     return [
         Allocation(
             charger=s.demand.charger,
@@ -461,34 +461,3 @@ def _fill(admitted: list[_Session], sessions: list[_Session], limits: list[_Limi
                 reslope(i, level, w)
         elif kind == _CAP and s.state in (_WAITING, _ACTIVE):
             freeze([s], level, s.cap_why, (None, None))
-
-
-# --- rounding and hysteresis --------------------------------------------------------------------
-def _round(sessions: list[_Session], resolution_a: float) -> None:
-    """Round down to what a charger accepts; down never breaks a limit, and never below the min."""
-    if resolution_a <= 0:
-        return
-    per_amp = 1 / resolution_a
-    exact = abs(per_amp - round(per_amp)) < 1e-9  # 0.1 A: divide by 10, so 7.3 stays 7.3
-    for s in sessions:
-        if s.demand.complying and s.current > 0:
-            # The allowance keeps 15.999999999999996 at 16 instead of 15.9; it adds < 1e-9 A.
-            steps = math.floor(s.current * per_amp + 1e-9)
-            value = steps / round(per_amp) if exact else steps * resolution_a
-            s.current = max(s.min_a, value)
-
-
-def _hysteresis(sessions: list[_Session], limits: list[_Limit], h: float) -> None:
-    """Keep last commands that are close enough (see `hysteresis.hold`) and say so."""
-    steered = [s for s in sessions if s.demand.complying]
-    room = [lim.initial for lim in limits]  # after fixed load and every rounded current
-    for s in steered:
-        for i, w in s.limits:
-            room[i] -= s.current * w
-    commands = [
-        Command(s.current, s.demand.last_command_a, s.min_a, s.cap_a, s.limits) for s in steered
-    ]
-    for s, (value, send) in zip(steered, hold(commands, room, h), strict=True):
-        if value != s.current:
-            s.why += f"; kept at {value:g} A (within the {h:g} A hysteresis of {s.current:g} A)"
-        s.current, s.send = value, send

@@ -20,7 +20,7 @@ from plugins.smart_charging import nodes
 from plugins.smart_charging.allocator import Allocation, Cap, SessionDemand, allocate
 from plugins.smart_charging.hysteresis import complies, draws_less
 from plugins.smart_charging.optimizer import VehicleNeed
-from plugins.smart_charging.planning import PlanInputs, Planner, slot_start
+from plugins.smart_charging.planning import CEILING_MARGIN, PlanInputs, Planner, slot_start
 from plugins.smart_charging.turns import Turns
 
 if TYPE_CHECKING:
@@ -270,17 +270,20 @@ class Engine:
             target_kw, why = 0.0, "waiting for its plan"
         turn = self.turns.targets.get(t.entity_id)
         low = self.turns.minimum.get(t.entity_id, 0.0)
-        urgent = turn is not None and target_kw is not None and turn > max(target_kw, low)
-        if target_kw is not None and turn is not None and (0 < target_kw < low or urgent):
+        below = target_kw is not None and 0 < target_kw < low
+        urgent = turn is not None and target_kw is not None and turn > target_kw + 1e-9
+        urgent = urgent and not below
+        if target_kw is not None and turn is not None and (below or urgent):
             # Below the minimum the plan cannot be followed as such: this quarter it charges
             # at the minimum or waits, and the cars planned so take turns.
             turns = "its turn at the minimum" if turn > 0 else "waiting its turn"
-            state = "full power: it cannot wait" if urgent else f"below the AC minimum: {turns}"
+            state = f"{turn:.1f} kW: it cannot wait" if urgent else f"below the AC minimum: {turns}"
             why = f"{why}, {state} this quarter"
             target_kw = turn
         return SessionDemand(
             t.entity_id,
-            priority=t.priority,
+            # A car that cannot wait comes first among its peers where a limit binds.
+            priority=2 * t.priority + int(urgent),
             phases=data.phases,
             measured_a=measured,
             target_kw=target_kw,
@@ -432,7 +435,10 @@ class Engine:
                     arrival=slot_start(now),
                     departure=max(self.departure(t), now + timedelta(minutes=15)),
                     energy_kwh=left,
-                    max_kw=max_kw,
+                    # Planned a little below its most: a car the plan fills at full power to
+                    # the minute ends short of the last few kWh a charger's rounding, a shared
+                    # breaker or a late meter reading took; this is the room to catch up.
+                    max_kw=max_kw * (1 - CEILING_MARGIN),
                 )
             )
         return PlanInputs(tuple(vehicles), dict(self.node_caps), self._base_kw(), now)

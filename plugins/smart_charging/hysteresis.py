@@ -1,15 +1,20 @@
 """The allocator's command-side rules: when a new limit is worth sending, whether a charger follows
 its limit, and whether a vehicle draws less than it was given.
 
-Pure functions of numbers the caller measures on the hub clock. `allocator.allocate` uses
-`hold`; the smart_charging plugin uses `complies` and `draws_less` to fill `SessionDemand`
+Pure functions of numbers the caller measures on the hub clock. `allocator.allocate` ends with
+`round_down` and `apply_hysteresis` (which uses `hold`); the smart_charging plugin uses `complies` and `draws_less` to fill `SessionDemand`
 (`complying`, and `under_draw_s`: how long `draws_less` has been true without a break).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from plugins.smart_charging.allocator import _Limit, _Session
 
 DEFAULT_HYSTERESIS_A = 1.0
 # A command is resent only when it moves by more than the hysteresis: chargers store their
@@ -127,3 +132,55 @@ def _keep(c: Command, last: float, room: list[float]) -> tuple[float, bool]:
     for i, w in c.budgets:
         room[i] -= (last - c.new_a) * w
     return last, False
+
+
+# --- the allocator's last steps, on its own session records ------------------------------------
+PLAN_STEP_A = 0.1  # a session at its plan follows it to this step (hysteresis: the rest)
+
+
+def round_down(sessions: list[_Session], resolution_a: float) -> None:
+    """Round down to what a charger accepts; down never breaks a limit, and never below the min."""
+    if resolution_a <= 0:
+        return
+    per_amp = 1 / resolution_a
+    exact = abs(per_amp - round(per_amp)) < 1e-9  # 0.1 A: divide by 10, so 7.3 stays 7.3
+    for s in sessions:
+        if s.demand.complying and s.current > 0:
+            # The allowance keeps 15.999999999999996 at 16 instead of 15.9; it adds < 1e-9 A.
+            steps = math.floor(s.current * per_amp + 1e-9)
+            value = steps / round(per_amp) if exact else steps * resolution_a
+            s.current = max(s.min_a, value)
+
+
+def apply_hysteresis(sessions: list[_Session], limits: list[_Limit], h: float) -> None:
+    """Keep last commands that are close enough (see `hysteresis.hold`) and say so.
+
+    Not for a session that gets all its plan asks: the plan moves once a slot, not every few
+    seconds, and a charger held up to a hysteresis below it falls behind the plan for good
+    (measured on the fleet week: 15 A kept for 15.5 A planned, cars short at departure and then
+    raised to full power at once). It follows its plan to PLAN_STEP_A, keeping only a lower
+    last command (which never needs room)."""
+    room = [lim.initial for lim in limits]  # after fixed load and every rounded current
+    steered = []
+    for s in sessions:
+        if not s.demand.complying:
+            continue
+        for i, w in s.limits:
+            room[i] -= s.current * w
+        last = s.demand.last_command_a
+        if s.planned and s.current >= s.cap_a - PLAN_STEP_A - 1e-9:
+            if last is not None and 0 < last <= s.current <= last + PLAN_STEP_A + 1e-9:
+                for i, w in s.limits:
+                    room[i] += (s.current - last) * w
+                s.current, s.send = last, False
+            else:
+                s.send = needs_send(s.current, last, 0.0)
+        else:
+            steered.append(s)
+    commands = [
+        Command(s.current, s.demand.last_command_a, s.min_a, s.cap_a, s.limits) for s in steered
+    ]
+    for s, (value, send) in zip(steered, hold(commands, room, h), strict=True):
+        if value != s.current:
+            s.why += f"; kept at {value:g} A (within the {h:g} A hysteresis of {s.current:g} A)"
+        s.current, s.send = value, send

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 SLOT = timedelta(minutes=15)
+CEILING_MARGIN = 0.03  # the share of a car's most kW the live plan leaves for catching up
 EVENT_PLANNED = "smart_charging_planned"
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from plugins.smart_charging.planning import SLOT, slot_start
+from plugins.smart_charging.planning import CEILING_MARGIN, SLOT, slot_start
 
 if TYPE_CHECKING:
     from plugins.smart_charging.engine import Engine
@@ -43,8 +43,13 @@ def take_turns(
     budget = 0.0
     for session, kw in planned.items():
         low, high = limits.get(session, (0.0, kw))
-        if laxity.get(session, 1.0) <= URGENT_H:
-            out[session] = high
+        # What it needs now to finish at full power from a quarter on. A plan that fills a car
+        # at full power in its last slot leaves it a quarter of slack by design: only a car
+        # behind that is raised, and only as far as it needs (full power for every car near
+        # its end at once was a peak nobody planned: +25 kW on the fleet week).
+        floor = high * (1 - laxity.get(session, 1.0) / URGENT_H)
+        if floor > EPS:  # it cannot wait its turn: what it needs, at least its minimum
+            out[session] = min(high, max(floor, kw, low))
         elif kw <= EPS:
             out[session] = 0.0
         elif kw >= low - EPS:
@@ -90,7 +95,10 @@ class Turns:
             low = 0.0 if node.dc else node.min_current * node.phases * volts
             limits[t.entity_id] = (low, max_kw)
             hours = (engine.departure(t) - now) / timedelta(hours=1)
-            laxity[t.entity_id] = hours - left / max_kw if max_kw > 0 else hours
+            # Judged at the ceiling the plan used: a car falls behind as soon as it is behind
+            # the plan's pace, while the margin above it is still there to catch up with.
+            paced = max_kw * (1 - CEILING_MARGIN)
+            laxity[t.entity_id] = hours - left / paced if paced > 0 else hours
         self.owed = {s: v for s, v in self.owed.items() if s in planned}
         if new_quarter:
             for s, kw in planned.items():

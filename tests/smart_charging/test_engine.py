@@ -23,6 +23,7 @@ from hub.charging.charger import (
 from hub.charging.signals import SignalStore, Slot, TimeSeries
 from hub.clock import SimClock
 from hub.core import Hub
+from plugins.smart_charging.planning import CEILING_MARGIN
 
 START = datetime(2026, 3, 2, 16, 0, tzinfo=UTC)
 SITE = {
@@ -211,7 +212,8 @@ async def test_the_vehicles_own_needs_are_its_goal_until_someone_sets_one(priced
     (need,) = engine.inputs().vehicles
     assert need.energy_kwh == pytest.approx(12.0)
     assert need.departure == START + timedelta(hours=12)
-    assert need.max_kw == pytest.approx(7.4)
+    # planned a little below what it takes: the room to catch up (planning.CEILING_MARGIN)
+    assert need.max_kw == pytest.approx(7.4 * (1 - CEILING_MARGIN))
     assert charger.amps == 0.0  # cheap hours come before it leaves: the plan waits
     await clock.advance(6 * 3600 + 60)
     await hub.block_till_done()

@@ -25,10 +25,21 @@ def test_cars_at_or_above_their_minimum_follow_the_plan() -> None:
     assert out == {"a": 7.5, "b": 0.0, "c": pytest.approx(MIN)}
 
 
-def test_a_car_that_cannot_wait_charges_at_full_power() -> None:
+def test_a_car_that_cannot_wait_gets_what_it_needs_and_no_more() -> None:
     planned = {"late": 1.0, "early": 1.0}
+    # 0.1 h of slack: it needs 11 x (1 - 0.1 / 0.25) = 6.6 kW now to finish at full power after.
     out = take_turns(planned, {s: (MIN, MAX) for s in planned}, {"late": 0.1, "early": 3.0}, {})
-    assert out == {"late": MAX, "early": 0.0}  # 1 kW left holds no turn for the other
+    assert out == {"late": pytest.approx(MAX * (1 - 0.1 / 0.25)), "early": 0.0}
+    # None left: full power. Still a quarter of slack, as a plan that fills it at full power in
+    # its last slot leaves it: the plan, not more (the plan's total is the peak it paid for).
+    out = take_turns(
+        {"a": 5.0, "b": 11.0}, {s: (MIN, MAX) for s in "ab"}, {"a": 0.0, "b": 0.25}, {}
+    )
+    assert out == {"a": MAX, "b": 11.0}
+    # A car a little short at its last minutes gets its minimum, not nothing: the plan's 0 kW
+    # (rounding left it 20 Wh short) would leave it not ready.
+    out = take_turns({"c": 0.0}, {"c": (MIN, MAX)}, {"c": 0.05}, {})
+    assert out == {"c": pytest.approx(max(MIN, MAX * 0.8))}
 
 
 def test_dc_has_no_minimum() -> None:

@@ -2,8 +2,9 @@
 its limit, and whether a vehicle draws less than it was given.
 
 Pure functions of numbers the caller measures on the hub clock. `allocator.allocate` ends with
-`round_down` and `apply_hysteresis` (which uses `hold`); the smart_charging plugin uses `complies` and `draws_less` to fill `SessionDemand`
-(`complying`, and `under_draw_s`: how long `draws_less` has been true without a break).
+`round_down` and `apply_hysteresis` (which uses `hold`); the smart_charging plugin uses
+`complies` and `draws_less` to fill `SessionDemand` (`complying`, and `under_draw_s`: how long
+`draws_less` has been true without a break).
 """
 
 from __future__ import annotations

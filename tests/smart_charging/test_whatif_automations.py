@@ -18,7 +18,7 @@ from hub.charging.signals import Slot, TimeSeries
 from hub.cli import main
 from plugins.smart_charging import whatif
 from plugins.smart_charging.cli import quick_site
-from plugins.smart_charging.whatif import Scenario, SessionRequest, simulate
+from plugins.smart_charging.whatif import Scenario, SessionRequest, offline_optimum, simulate
 from plugins.smart_charging.whatif_automations import AutomationsError, load, simulate_automations
 from plugins.smart_charging.whatif_hub import PowerLog
 from plugins.smart_charging.whatif_load import Meter, PolicyResult
@@ -269,7 +269,7 @@ def test_an_automation_set_that_is_not_there(tmp_path: Path) -> None:
 
 
 # --- a week of a depot ----------------------------------------------------------------------------
-def test_a_week_of_fleet_sessions_under_an_evening_cap(tmp_path: Path) -> None:
+def fleet_week_on_tou_ev_4() -> Scenario:
     from plugins.tariffs.acnportal import rules_from_acnportal
     from plugins.tariffs.tou import TouRules, expand
     from tests.smart_charging.test_whatif import LA, SHARED, depot, fleet_week
@@ -278,12 +278,37 @@ def test_a_week_of_fleet_sessions_under_an_evening_cap(tmp_path: Path) -> None:
     tou = TouRules.from_config(rules_from_acnportal(doc))
     sessions = fleet_week(24)
     start, end = min(s.arrival for s in sessions) - H, max(s.departure for s in sessions) + H
-    sc = Scenario(
+    return Scenario(
         site=depot(24),
         sessions=sessions,
         prices=expand(tou, start, end, LA, step=timedelta(minutes=15)),
         demand_charge=max(c.rate for c in tou.demand_charges),
     )
+
+
+def test_the_live_hub_follows_its_plans_through_a_fleet_week(tmp_path: Path) -> None:
+    from tests.smart_charging.test_whatif import LA
+
+    sc = fleet_week_on_tou_ev_4()
+    visits = whatif.assign(sc)
+    rules(tmp_path, "[]\n", "none.yaml")
+    live, _ = simulate_automations(sc, load("automations:none", tmp_path / "site.yaml"), LA, visits)
+    bound = offline_optimum(sc, visits)
+    # Measured 10.7 % above the offline optimum (the what-if smart policy: 5.1 %), peak 89.9 kW
+    # against 80.1, 167 of 168 vans ready (one 0.85 kWh short). It was 30-38 % with 109-116 kW
+    # while chargers were held up to the 1 A hysteresis below their plans and every car near its
+    # end went to full power at once.
+    assert live.overloads == 0
+    assert live.total_cost <= 1.15 * bound.total_cost
+    assert live.peak_kw[sc.site.root.id] <= 1.15 * bound.peak_kw[sc.site.root.id]
+    assert live.vehicles_ready >= 166
+    assert live.energy_delivered_kwh >= live.energy_requested_kwh - 2.0
+
+
+def test_a_week_of_fleet_sessions_under_an_evening_cap(tmp_path: Path) -> None:
+    from tests.smart_charging.test_whatif import LA
+
+    sc = fleet_week_on_tou_ev_4()
     cap = EVENING_CAP.replace(f"{{{{ {CAP_KW:g} if", "{{ 40 if")
     result, summary = simulate_automations(
         sc, load(f"automations:{rules(tmp_path, cap)}", None), LA

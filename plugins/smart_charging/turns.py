@@ -64,6 +64,16 @@ def take_turns(
             budget -= low
         else:
             out[session] = 0.0
+    # What the turns left of the plan's total goes to cars already charging, the least slack
+    # first: dropped, it is energy the plan counted on, and the cars it was for fall behind.
+    for session in sorted(out, key=lambda s: (laxity.get(s, 1.0), s)):
+        if budget <= EPS:
+            break
+        if out[session] > 0:
+            more = min(budget, limits.get(session, (0.0, out[session]))[1] - out[session])
+            if more > EPS:
+                out[session] += more
+                budget -= more
     return out
 
 

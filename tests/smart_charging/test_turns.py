@@ -16,8 +16,9 @@ def test_turns_keep_the_plans_total_and_go_to_the_most_owed_first() -> None:
     out = take_turns(planned, limits, {car: 5.0 for car in planned}, owed)
     charging = sorted(car for car, kw in out.items() if kw > 0)
     assert charging == ["car4", "car5"]  # two turns fit in 12 kW (8.28), the most owed
-    assert all(out[car] in (0.0, MIN) for car in planned)
-    assert sum(out.values()) <= sum(planned.values())
+    # ...and the 3.72 kW the turns leave go to them too: the plan's total, no more, no less.
+    assert all(out[car] >= MIN for car in charging)
+    assert sum(out.values()) == pytest.approx(sum(planned.values()))
 
 
 def test_cars_at_or_above_their_minimum_follow_the_plan() -> None:
@@ -25,11 +26,12 @@ def test_cars_at_or_above_their_minimum_follow_the_plan() -> None:
     assert out == {"a": 7.5, "b": 0.0, "c": pytest.approx(MIN)}
 
 
-def test_a_car_that_cannot_wait_gets_what_it_needs_and_no_more() -> None:
+def test_a_car_that_cannot_wait_gets_what_it_needs_first() -> None:
     planned = {"late": 1.0, "early": 1.0}
-    # 0.1 h of slack: it needs 11 x (1 - 0.1 / 0.25) = 6.6 kW now to finish at full power after.
+    # 0.1 h of slack: it needs 11 x (1 - 0.1 / 0.25) = 6.6 kW now to finish at full power after,
+    # and gets the 1 kW "early" was planned, which holds no turn for it: 7.6 kW.
     out = take_turns(planned, {s: (MIN, MAX) for s in planned}, {"late": 0.1, "early": 3.0}, {})
-    assert out == {"late": pytest.approx(MAX * (1 - 0.1 / 0.25)), "early": 0.0}
+    assert out == {"late": pytest.approx(MAX * (1 - 0.1 / 0.25) + 1.0), "early": 0.0}
     # None left: full power. Still a quarter of slack, as a plan that fills it at full power in
     # its last slot leaves it: the plan, not more (the plan's total is the peak it paid for).
     out = take_turns(

@@ -33,18 +33,19 @@ def take_turns(
     """kW per session for one quarter.
 
     `planned` is the plan's kW now, `limits` the least and most kW each can draw (least 0 for
-    DC), `laxity` the hours each could still wait (time to departure minus time to fill at full
-    power), `owed` the kWh its plans gave it while it waited. A car that cannot wait charges at
-    full power; the others planned below their minimum take turns at it, the most owed first,
-    while the planned kW of all of them still holds another one.
+    DC), `laxity` the hours each could still wait (time to departure minus time to fill at the
+    plan's pace), `owed` the kWh its plans gave it while it waited. A car that cannot wait gets
+    what it needs to catch up, at least its minimum; the others planned below their minimum take
+    turns at it, the most owed first, while the planned kW of all of them still holds another
+    one; what that leaves of their planned kW goes to the cars charging, least slack first.
     """
     out: dict[str, float] = {}
     waiting: list[str] = []
     budget = 0.0
     for session, kw in planned.items():
         low, high = limits.get(session, (0.0, kw))
-        # What it needs now to finish at full power from a quarter on. A plan that fills a car
-        # at full power in its last slot leaves it a quarter of slack by design: only a car
+        # What it needs now to keep the plan's pace from a quarter on. A plan that fills a car
+        # at its ceiling in its last slot leaves it a quarter of slack by design: only a car
         # behind that is raised, and only as far as it needs (full power for every car near
         # its end at once was a peak nobody planned: +25 kW on the fleet week).
         floor = high * (1 - laxity.get(session, 1.0) / URGENT_H)

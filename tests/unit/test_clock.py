@@ -314,16 +314,19 @@ async def test_a_failing_timer_is_logged_and_later_timers_still_fire(
 
 
 async def test_simulated_time_waits_for_work_registered_as_busy() -> None:
-    # A thread the hub awaits (a commit) takes real time: the clock must not run past it.
+    # A thread the hub awaits (a commit) takes real time: the clock must not run past it. Busy
+    # is judged as the recorder judges it, by the future the hub awaits (done once the loop has
+    # its result), not by the thread's own flag, which is set before the awaiting task can run.
     import threading
 
     clock = SimClock(start=datetime(2026, 1, 1, tzinfo=UTC))
     done = threading.Event()
-    remove = clock.add_busy(lambda: not done.is_set())
+    commit = asyncio.ensure_future(asyncio.to_thread(done.wait, 5))
+    remove = clock.add_busy(lambda: not commit.done())
     seen: list[datetime] = []
 
     async def commit_then_note() -> None:
-        await asyncio.to_thread(done.wait, 5)
+        await commit
         seen.append(clock.now())
 
     threading.Timer(0.05, done.set).start()

@@ -312,8 +312,6 @@ def _scenario(
         last_peaks = tuple(float(kw) for kw in args.last_peaks.split(",") if kw.strip())
     except ValueError:
         raise InputError(f"--last-peaks {args.last_peaks!r}: kW numbers, comma-separated") from None
-    if not all(kw >= 0 and math.isfinite(kw) for kw in last_peaks):
-        raise InputError("--last-peaks: each peak is a number of kW >= 0")
     if args.step <= 0 or 15 % args.step:
         raise InputError(f"--step {args.step}: must divide 15 minutes (1, 3, 5 or 15)")
     try:

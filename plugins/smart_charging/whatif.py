@@ -250,16 +250,12 @@ def greedy_plan(problem: PlanProblem) -> dict[str, tuple[float, ...]]:
     return out
 
 
-def _smart(problem: PlanProblem) -> Mapping[str, Sequence[float]]:
-    return plan_smart(problem, online=True).power_kw
+def _smart(problem: PlanProblem, peak_hint_kw: float = 0.0) -> Mapping[str, Sequence[float]]:
+    return plan_smart(problem, online=True, peak_hint_kw=peak_hint_kw).power_kw
 
 
 def _llf(problem: PlanProblem) -> Mapping[str, Sequence[float]]:
     return least_laxity_first(problem).power_kw
-
-
-def _smart_hinted(problem: PlanProblem, peak_hint_kw: float) -> Mapping[str, Sequence[float]]:
-    return plan_smart(problem, online=True, peak_hint_kw=peak_hint_kw).power_kw
 
 
 def _smart_foresight(problem: PlanProblem) -> Mapping[str, Sequence[float]]:
@@ -293,7 +289,7 @@ def simulate(
     planner = _smart_foresight if policy == "smart" and scenario.foresight else PLANNERS[policy]
     if policy == "smart" and not scenario.foresight and scenario.last_peaks_kw:
         hint = peak_hint(scenario.last_peaks_kw)
-        planner = functools.partial(_smart_hinted, peak_hint_kw=hint)
+        planner = functools.partial(_smart, peak_hint_kw=hint)
     return _Receding(scenario, visits, meter, planner).run(policy)
 
 
